@@ -1,0 +1,18 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** The identity an authenticator vouches for; the HTTP layer adds the request id. */
+export interface Identity {
+  readonly projectId: string | null;
+  readonly userId: string | null;
+  /** Expanded, lower-cased role names. */
+  readonly roles: readonly string[];
+}
+
+/**
+ * Establishes who is calling. Implementations throw UnauthorizedError for missing or bad
+ * credentials and UnavailableError when the identity service cannot be reached.
+ */
+export interface Authenticator {
+  readonly mode: string;
+  authenticate(headers: IncomingHttpHeaders): Promise<Identity>;
+}

@@ -1,0 +1,117 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
+
+import { OPTIONS, type Config, type OptionName, type OptionSpec } from './schema.js';
+
+/** Raised when the configuration cannot be used; the message names the offending option. */
+export class ConfigError extends Error {}
+
+type RawConfig = Record<string, unknown>;
+
+const ENV_PREFIX = 'GLIMPSE_';
+
+/**
+ * Builds the configuration from defaults, the optional JSON file and GLIMPSE_* variables,
+ * validates it once against the option table, and freezes it.
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Partial<Record<OptionName, unknown>> = {},
+): Config {
+  const fromFile = readConfigFile(env);
+  const fromEnv = readEnvironment(env);
+  const merged: RawConfig = { ...defaults(), ...fromFile, ...fromEnv, ...overrides };
+
+  validate(merged);
+  return Object.freeze(merged) as Config;
+}
+
+function defaults(): RawConfig {
+  const values: RawConfig = {};
+  for (const [name, spec] of Object.entries(OPTIONS)) values[name] = spec.default;
+  return values;
+}
+
+function readConfigFile(env: NodeJS.ProcessEnv): RawConfig {
+  const explicit = env.GLIMPSE_CONFIG;
+  const path = explicit ?? 'glimpse.json';
+  if (!explicit && !existsSync(path)) return {};
+
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new ConfigError(`cannot read config file ${path}: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${path} must hold a JSON object`);
+  }
+  return parsed as RawConfig;
+}
+
+/** Environment values are strings; convert them by the option's type before validation. */
+function readEnvironment(env: NodeJS.ProcessEnv): RawConfig {
+  const values: RawConfig = {};
+  for (const [key, text] of Object.entries(env)) {
+    if (!key.startsWith(ENV_PREFIX) || key === 'GLIMPSE_CONFIG' || text === undefined) continue;
+
+    const name = key.slice(ENV_PREFIX.length).toLowerCase();
+    const spec: OptionSpec | undefined = (OPTIONS as Record<string, OptionSpec>)[name];
+    if (!spec) throw new ConfigError(`unknown option ${key} in the environment`);
+    values[name] = fromEnvText(key, spec, text);
+  }
+  return values;
+}
+
+function fromEnvText(key: string, spec: OptionSpec, text: string): unknown {
+  switch (spec.type) {
+    case 'integer': {
+      const value = Number(text.trim());
+      if (text.trim() === '' || !Number.isInteger(value)) {
+        throw new ConfigError(`option ${key} must be an integer, got '${text}'`);
+      }
+      return value;
+    }
+    case 'boolean':
+      if (!/^(true|false)$/i.test(text.trim())) {
+        throw new ConfigError(`option ${key} must be true or false, got '${text}'`);
+      }
+      return text.trim().toLowerCase() === 'true';
+    case 'list':
+      return text.split(',').map((item) => item.trim()).filter((item) => item !== '');
+    case 'string':
+      return text;
+  }
+}
+
+const JSON_TYPES = { string: 'string', integer: 'integer', boolean: 'boolean', list: 'array' };
+
+function jsonSchemaOf(spec: OptionSpec): Record<string, unknown> {
+  const schema: Record<string, unknown> = { type: JSON_TYPES[spec.type] };
+  if (spec.type === 'list') schema.items = { type: 'string' };
+  if (spec.enum) schema.enum = spec.enum;
+  if (spec.minimum !== undefined) schema.minimum = spec.minimum;
+  if (spec.maximum !== undefined) schema.maximum = spec.maximum;
+  return schema;
+}
+
+const validator = new Ajv({ allErrors: false }).compile({
+  type: 'object',
+  additionalProperties: false,
+  properties: Object.fromEntries(
+    Object.entries(OPTIONS).map(([name, spec]) => [name, jsonSchemaOf(spec)]),
+  ),
+});
+
+function validate(config: RawConfig): void {
+  if (validator(config)) return;
+
+  const error = validator.errors?.[0];
+  if (!error) throw new ConfigError('invalid configuration');
+  if (error.keyword === 'additionalProperties') {
+    const name = String(error.params.additionalProperty);
+    throw new ConfigError(`unknown option '${name}'`);
+  }
+  const name = error.instancePath.split('/')[1] ?? '?';
+  throw new ConfigError(`option '${name}' ${error.message ?? 'is invalid'}`);
+}

@@ -1,0 +1,148 @@
+/**
+ * Every configuration option Glimpse reads, with its type, default and meaning.
+ *
+ * Options come from an optional JSON file (GLIMPSE_CONFIG or ./glimpse.json) and from
+ * GLIMPSE_<OPTION_NAME> environment variables, which win over the file. Option names follow
+ * upstream Glance's where an equivalent exists, so operators can carry their settings over.
+ */
+export type OptionType = 'string' | 'integer' | 'boolean' | 'list';
+
+export interface OptionSpec {
+  readonly type: OptionType;
+  readonly default: string | number | boolean | readonly string[];
+  readonly description: string;
+  readonly enum?: readonly string[];
+  readonly minimum?: number;
+  readonly maximum?: number;
+}
+
+const TIB = 1024 ** 4;
+
+export const OPTIONS = {
+  host: { type: 'string', default: '127.0.0.1', description: 'Address the API listens on.' },
+  port: {
+    type: 'integer',
+    default: 9292,
+    minimum: 0,
+    maximum: 65535,
+    description: 'TCP port the API listens on (0 picks a free port).',
+  },
+  data_dir: {
+    type: 'string',
+    default: './data',
+    description: 'Directory for the SQLite database, the file store and staging.',
+  },
+  database_url: {
+    type: 'string',
+    default: '',
+    description:
+      'Metadata database. Empty: SQLite in data_dir/glimpse.sqlite. ' +
+      'postgres://user@host:port/db: PostgreSQL.',
+  },
+  database_pool_size: {
+    type: 'integer',
+    default: 10,
+    minimum: 1,
+    maximum: 200,
+    description: 'PostgreSQL connections per process.',
+  },
+  auth_strategy: {
+    type: 'string',
+    default: 'noauth',
+    enum: ['noauth'],
+    description:
+      'noauth trusts X-Project-Id, X-User-Id and X-Roles headers (development only; ' +
+      'a caller sending none of them is an admin).',
+  },
+  log_level: {
+    type: 'string',
+    default: 'info',
+    enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+    description: 'Least severe log level written to standard output.',
+  },
+  public_endpoint: {
+    type: 'string',
+    default: '',
+    description: 'Base URL used in the versions document and Location headers.',
+  },
+  limit_param_default: {
+    type: 'integer',
+    default: 25,
+    minimum: 1,
+    description: 'Page size of list calls without a limit.',
+  },
+  api_limit_max: {
+    type: 'integer',
+    default: 1000,
+    minimum: 1,
+    description: 'Largest page size a list call returns.',
+  },
+  image_property_quota: {
+    type: 'integer',
+    default: 128,
+    description: 'Additional properties per image (negative: unlimited).',
+  },
+  image_tag_quota: {
+    type: 'integer',
+    default: 128,
+    description: 'Tags per image (negative: unlimited).',
+  },
+  image_member_quota: {
+    type: 'integer',
+    default: 128,
+    description: 'Members per image (negative: unlimited).',
+  },
+  image_size_cap: {
+    type: 'integer',
+    default: TIB,
+    minimum: 0,
+    maximum: Number.MAX_SAFE_INTEGER,
+    description: 'Largest image, in bytes, that can be uploaded or staged.',
+  },
+  disk_formats: {
+    type: 'list',
+    default: ['ami', 'ari', 'aki', 'vhd', 'vhdx', 'vmdk', 'raw', 'qcow2', 'vdi', 'iso', 'ploop'],
+    description: 'Accepted values of disk_format.',
+  },
+  container_formats: {
+    type: 'list',
+    default: ['ami', 'ari', 'aki', 'bare', 'ovf', 'ova', 'docker', 'compressed'],
+    description: 'Accepted values of container_format.',
+  },
+  hashing_algorithm: {
+    type: 'string',
+    default: 'sha512',
+    description: 'Algorithm of os_hash_value (any digest known to OpenSSL).',
+  },
+  max_request_id_length: {
+    type: 'integer',
+    default: 64,
+    minimum: 1,
+    description: 'Longest X-Openstack-Request-ID accepted from a client.',
+  },
+  max_json_body_bytes: {
+    type: 'integer',
+    default: 1024 * 1024,
+    minimum: 1024,
+    description: 'Largest JSON request body accepted.',
+  },
+  request_timeout_seconds: {
+    type: 'integer',
+    default: 300,
+    minimum: 1,
+    description: 'Time a client has to send a complete request (headers and JSON body).',
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+export type OptionName = keyof typeof OPTIONS;
+
+type ValueOf<S extends OptionSpec> = S['type'] extends 'integer'
+  ? number
+  : S['type'] extends 'boolean'
+    ? boolean
+    : S['type'] extends 'list'
+      ? readonly string[]
+      : string;
+
+/** The validated, frozen configuration the whole process shares. */
+export type Config = { readonly [K in OptionName]: ValueOf<(typeof OPTIONS)[K]> };

@@ -1,0 +1,43 @@
+/**
+ * The metadata repository contract. Services depend on these interfaces only; the SQL
+ * implementation behind them serves SQLite and PostgreSQL.
+ */
+import type { ImageRecord, ImageStatus } from '../domain/image.js';
+import type { ImageListQuery } from '../domain/list-query.js';
+
+/** Whose view of the image table a list call sees. */
+export interface ListScope {
+  readonly isAdmin: boolean;
+  readonly projectId: string | null;
+}
+
+export interface ImageRepository {
+  /** Stores a new image. Throws ConflictError when the id was ever used, deleted or not. */
+  create(image: ImageRecord): Promise<void>;
+
+  /** The image unless it does not exist or was deleted. */
+  get(id: string): Promise<ImageRecord | null>;
+
+  /** One page of images in the scope, after `marker` (already checked to be visible). */
+  list(query: ImageListQuery, scope: ListScope, marker: ImageRecord | null): Promise<ImageRecord[]>;
+
+  /**
+   * Writes the differences between `previous` (as read) and `next`. When the status changes,
+   * the write only happens if the stored status is still `previous.status`; returns false when
+   * that condition failed or the image is gone, so racing state changes have one winner.
+   */
+  save(previous: ImageRecord, next: ImageRecord): Promise<boolean>;
+
+  /** Marks the image deleted (its id stays taken) and drops its tags and properties. */
+  delete(id: string, status: Extract<ImageStatus, 'deleted' | 'pending_delete'>): Promise<void>;
+
+  /** Whether `projectId` has a membership row for the image, in any member status. */
+  isMember(imageId: string, projectId: string): Promise<boolean>;
+}
+
+export interface MetadataRepositories {
+  readonly images: ImageRepository;
+  /** Applies pending schema migrations; safe to run from several processes at once. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,47 @@
+import { join } from 'node:path';
+import { Kysely, Migrator, type Migration, type MigrationProvider } from 'kysely';
+
+import type { MetadataRepositories } from '../repository.js';
+import type { DatabaseDialect } from './dialects/dialect.js';
+import { postgresDialect } from './dialects/postgres.js';
+import { sqliteDialect } from './dialects/sqlite.js';
+import { SqlImageRepository } from './image-repository.js';
+import { createImageTables } from './migrations/0001-images.js';
+import type { Tables } from './tables.js';
+
+export interface DatabaseSettings {
+  /** Empty for SQLite in dataDir; a postgres:// or postgresql:// URL for PostgreSQL. */
+  readonly url: string;
+  readonly dataDir: string;
+  readonly poolSize: number;
+}
+
+/** Forward-only, applied in name order, recorded in kysely_migration. */
+function migrationsFor(dialect: DatabaseDialect): Record<string, Migration> {
+  return { '0001-images': createImageTables(dialect.name) };
+}
+
+export function openDialect(settings: DatabaseSettings): DatabaseDialect {
+  if (/^postgres(ql)?:\/\//.test(settings.url)) {
+    return postgresDialect(settings.url, settings.poolSize);
+  }
+  if (settings.url.startsWith('sqlite:')) return sqliteDialect(settings.url.slice(7));
+  return sqliteDialect(join(settings.dataDir, 'glimpse.sqlite'));
+}
+
+export function openRepositories(settings: DatabaseSettings): MetadataRepositories {
+  const dialect = openDialect(settings);
+  const db = new Kysely<Tables>({ dialect: dialect.kysely });
+
+  return {
+    images: new SqlImageRepository(db, dialect),
+    migrate: () => migrate(db, dialect),
+    close: () => db.destroy(),
+  };
+}
+
+async function migrate(db: Kysely<Tables>, dialect: DatabaseDialect): Promise<void> {
+  const provider: MigrationProvider = { getMigrations: async () => migrationsFor(dialect) };
+  const { error } = await new Migrator({ db, provider }).migrateToLatest();
+  if (error) throw error;
+}

@@ -1,0 +1,26 @@
+import pg from 'pg';
+import { PostgresDialect } from 'kysely';
+
+import type { DatabaseDialect } from './dialect.js';
+
+const INT8_OID = 20;
+
+/**
+ * PostgreSQL through node-postgres. Sizes are bigint columns; they are read as JavaScript
+ * numbers, exact up to 2^53 bytes (8 PiB), beyond any image size this service accepts.
+ */
+export function postgresDialect(url: string, poolSize: number): DatabaseDialect {
+  const types = {
+    getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+      oid === INT8_OID
+        ? (value: string) => Number(value)
+        : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
+  };
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, types });
+  return {
+    name: 'postgres',
+    kysely: new PostgresDialect({ pool }),
+    // 23505: unique_violation.
+    isUniqueViolation: (error) => (error as { code?: string }).code === '23505',
+  };
+}

@@ -1,0 +1,28 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { SqliteDialect } from 'kysely';
+
+import type { DatabaseDialect } from './dialect.js';
+
+/**
+ * SQLite through better-sqlite3. WAL lets readers proceed during writes, and NORMAL sync is
+ * durable across process crashes (the common failure) while avoiding an fsync per commit.
+ */
+export function sqliteDialect(path: string): DatabaseDialect {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+
+  const database = new Database(path);
+  database.pragma('journal_mode = WAL');
+  database.pragma('synchronous = NORMAL');
+  database.pragma('foreign_keys = ON');
+  // Several processes may share one file (CLI migrations next to a server); wait, don't fail.
+  database.pragma('busy_timeout = 5000');
+
+  return {
+    name: 'sqlite',
+    kysely: new SqliteDialect({ database }),
+    isUniqueViolation: (error) =>
+      /^SQLITE_CONSTRAINT_(PRIMARYKEY|UNIQUE)$/.test((error as { code?: string }).code ?? ''),
+  };
+}

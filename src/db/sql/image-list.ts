@@ -1,0 +1,165 @@
+/**
+ * Builds the SQL of an image list: visibility scope, filters and keyset pagination.
+ *
+ * Pages are found by keyset (rows after the marker's sort tuple), never by OFFSET, so page
+ * 10,000 costs what page 1 costs. Nullable sort columns are compared through COALESCE, the
+ * way upstream orders NULLs ('' for text, 0 for numbers), in both ORDER BY and the keyset.
+ */
+import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
+
+import type { ImageRecord } from '../../domain/image.js';
+import type { ColumnFilter, ImageListQuery, SortKey } from '../../domain/list-query.js';
+import type { ListScope } from '../repository.js';
+import type { Tables } from './tables.js';
+
+type Builder = ExpressionBuilder<Tables, 'images'>;
+type Condition = Expression<SqlBool>;
+
+// Literal conditions: SQLite cannot bind JavaScript booleans as parameters.
+const ALWAYS = sql<SqlBool>`1 = 1`;
+const NEVER = sql<SqlBool>`1 = 0`;
+
+const INTEGER_COLUMNS = new Set(['min_ram', 'min_disk', 'size', 'virtual_size']);
+const NULLABLE_TEXT_SORT = new Set(['name', 'container_format', 'disk_format']);
+
+const OPERATORS = {
+  eq: '=',
+  neq: '<>',
+  gt: '>',
+  gte: '>=',
+  lt: '<',
+  lte: '<=',
+} as const;
+
+/** The expression a sort key orders by. */
+export function sortExpression(key: SortKey): Expression<unknown> {
+  if (NULLABLE_TEXT_SORT.has(key)) return sql`coalesce(${sql.ref(`images.${key}`)}, '')`;
+  if (key === 'size') return sql`coalesce(images.size, 0)`;
+  return sql.ref(`images.${key}`);
+}
+
+function sortValue(key: SortKey, marker: ImageRecord): string | number {
+  const value = marker[key];
+  if (value === null) return key === 'size' ? 0 : '';
+  return value;
+}
+
+export function whereListed(
+  eb: Builder,
+  query: ImageListQuery,
+  scope: ListScope,
+  marker: ImageRecord | null,
+): Condition {
+  const conditions: Condition[] = [
+    eb('images.deleted', '=', 0),
+    eb('images.status', '<>', 'killed'),
+    eb('images.os_hidden', '=', query.osHidden ? 1 : 0),
+    inScope(eb, query, scope),
+    ...filterConditions(eb, query),
+  ];
+  if (marker) conditions.push(afterMarker(eb, query, marker));
+  return eb.and(conditions);
+}
+
+function membership(eb: Builder, projectId: string, status: string): Condition {
+  let members = eb
+    .selectFrom('image_members as m')
+    .select(sql.lit(1).as('one'))
+    .whereRef('m.image_id', '=', 'images.id')
+    .where('m.member', '=', projectId)
+    .where('m.deleted', '=', 0);
+  if (status !== 'all') members = members.where('m.status', '=', status);
+  return eb.exists(members);
+}
+
+/** Which images the caller's project may list, following upstream's visibility rules. */
+function inScope(eb: Builder, query: ImageListQuery, scope: ListScope): Condition {
+  const visibility = query.visibility;
+  const own = (): Condition =>
+    scope.projectId === null ? NEVER : eb('images.owner', '=', scope.projectId);
+  const is = (value: string): Condition => eb('images.visibility', '=', value);
+
+  if (scope.isAdmin) {
+    if (visibility === 'all') return ALWAYS;
+    if (visibility !== null) return is(visibility);
+    return eb.or([eb('images.visibility', '<>', 'community'), own()]);
+  }
+
+  const sharedWithMe = (): Condition =>
+    scope.projectId === null
+      ? NEVER
+      : eb.and([is('shared'), membership(eb, scope.projectId, query.memberStatus)]);
+
+  switch (visibility) {
+    case 'public':
+    case 'community':
+      return is(visibility);
+    case 'private':
+      return eb.and([is('private'), own()]);
+    case 'shared':
+      return eb.or([eb.and([is('shared'), own()]), sharedWithMe()]);
+    case 'all':
+      return eb.or([is('public'), is('community'), own(), sharedWithMe()]);
+    case null:
+      return eb.or([is('public'), own(), sharedWithMe()]);
+  }
+}
+
+function filterConditions(eb: Builder, query: ImageListQuery): Condition[] {
+  const conditions = query.columns.map((filter) => columnCondition(eb, filter));
+
+  if (query.sizeMin !== null) conditions.push(eb('images.size', '>=', query.sizeMin));
+  if (query.sizeMax !== null) conditions.push(eb('images.size', '<=', query.sizeMax));
+  if (query.virtualSizeMin !== null) {
+    conditions.push(eb('images.virtual_size', '>=', query.virtualSizeMin));
+  }
+  if (query.virtualSizeMax !== null) {
+    conditions.push(eb('images.virtual_size', '<=', query.virtualSizeMax));
+  }
+  if (query.protected !== null) {
+    conditions.push(eb('images.protected', '=', query.protected ? 1 : 0));
+  }
+  for (const tag of query.tags) {
+    const tagged = eb
+      .selectFrom('image_tags as t')
+      .select(sql.lit(1).as('one'))
+      .whereRef('t.image_id', '=', 'images.id')
+      .where('t.value', '=', tag);
+    conditions.push(eb.exists(tagged));
+  }
+  for (const property of query.properties) {
+    const matching = eb
+      .selectFrom('image_properties as p')
+      .select(sql.lit(1).as('one'))
+      .whereRef('p.image_id', '=', 'images.id')
+      .where('p.name', '=', property.name)
+      .where('p.value', '=', property.value);
+    conditions.push(eb.exists(matching));
+  }
+  return conditions;
+}
+
+function columnCondition(eb: Builder, filter: ColumnFilter): Condition {
+  const column = sql.ref<unknown>(`images.${filter.column}`);
+  const values = filter.values.map((value) =>
+    INTEGER_COLUMNS.has(filter.column) ? Number(value) : value,
+  );
+  if (filter.op === 'in') return eb(column, 'in', values);
+  return eb(column, OPERATORS[filter.op], values[0]);
+}
+
+/** Rows strictly after the marker in the requested order (a lexicographic tuple compare). */
+function afterMarker(eb: Builder, query: ImageListQuery, marker: ImageRecord): Condition {
+  const alternatives = query.sort.map((current, index) => {
+    const ties = query.sort
+      .slice(0, index)
+      .map((earlier) => eb(sortExpression(earlier.key), '=', sortValue(earlier.key, marker)));
+    const beyond = eb(
+      sortExpression(current.key),
+      current.dir === 'asc' ? '>' : '<',
+      sortValue(current.key, marker),
+    );
+    return eb.and([...ties, beyond]);
+  });
+  return eb.or(alternatives);
+}

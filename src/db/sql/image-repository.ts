@@ -1,0 +1,200 @@
+import type { Kysely, Transaction } from 'kysely';
+
+import { ConflictError } from '../../domain/errors.js';
+import type { ImageRecord, ImageStatus } from '../../domain/image.js';
+import type { ImageListQuery } from '../../domain/list-query.js';
+import type { ImageRepository, ListScope } from '../repository.js';
+import type { DatabaseDialect } from './dialects/dialect.js';
+import { sortExpression, whereListed } from './image-list.js';
+import { changedColumns, toColumns, toRecord, type ImageRow } from './image-rows.js';
+import type { Tables } from './tables.js';
+
+type Executor = Kysely<Tables> | Transaction<Tables>;
+
+export class SqlImageRepository implements ImageRepository {
+  readonly #db: Kysely<Tables>;
+  readonly #dialect: DatabaseDialect;
+
+  constructor(db: Kysely<Tables>, dialect: DatabaseDialect) {
+    this.#db = db;
+    this.#dialect = dialect;
+  }
+
+  async create(image: ImageRecord): Promise<void> {
+    try {
+      await this.#db.transaction().execute(async (trx) => {
+        await trx
+          .insertInto('images')
+          .values({ ...toColumns(image), deleted: 0, deleted_at: null })
+          .execute();
+        await insertProperties(trx, image.id, Object.entries(image.properties));
+        await insertTags(trx, image.id, image.tags);
+      });
+    } catch (error) {
+      if (this.#dialect.isUniqueViolation(error)) {
+        throw new ConflictError(`An image with identifier ${image.id} already exists`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+  }
+
+  async get(id: string): Promise<ImageRecord | null> {
+    const row = await this.#db
+      .selectFrom('images')
+      .selectAll()
+      .where('id', '=', id)
+      .where('deleted', '=', 0)
+      .executeTakeFirst();
+    if (!row) return null;
+
+    const [image] = await this.#withDetails([row]);
+    return image ?? null;
+  }
+
+  async list(
+    query: ImageListQuery,
+    scope: ListScope,
+    marker: ImageRecord | null,
+  ): Promise<ImageRecord[]> {
+    if (query.limit === 0) return [];
+
+    let select = this.#db
+      .selectFrom('images')
+      .selectAll('images')
+      .where((eb) => whereListed(eb, query, scope, marker));
+    for (const { key, dir } of query.sort) select = select.orderBy(sortExpression(key), dir);
+
+    const rows = await select.limit(query.limit).execute();
+    return this.#withDetails(rows);
+  }
+
+  async save(previous: ImageRecord, next: ImageRecord): Promise<boolean> {
+    return this.#db.transaction().execute(async (trx) => {
+      let update = trx
+        .updateTable('images')
+        .set(changedColumns(previous, next))
+        .where('id', '=', next.id)
+        .where('deleted', '=', 0);
+      if (previous.status !== next.status) update = update.where('status', '=', previous.status);
+
+      const result = await update.executeTakeFirst();
+      if (result.numUpdatedRows === 0n) return false;
+
+      await saveProperties(trx, previous, next);
+      await saveTags(trx, previous, next);
+      return true;
+    });
+  }
+
+  async delete(id: string, status: Extract<ImageStatus, 'deleted' | 'pending_delete'>) {
+    const now = new Date().toISOString();
+    await this.#db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('images')
+        .set({ status, deleted: 1, deleted_at: now, updated_at: now })
+        .where('id', '=', id)
+        .execute();
+      await trx.deleteFrom('image_properties').where('image_id', '=', id).execute();
+      await trx.deleteFrom('image_tags').where('image_id', '=', id).execute();
+    });
+  }
+
+  async isMember(imageId: string, projectId: string): Promise<boolean> {
+    const row = await this.#db
+      .selectFrom('image_members')
+      .select('id')
+      .where('image_id', '=', imageId)
+      .where('member', '=', projectId)
+      .where('deleted', '=', 0)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** Attaches tags and properties to rows with two queries, whatever the page size. */
+  async #withDetails(rows: ImageRow[]): Promise<ImageRecord[]> {
+    if (rows.length === 0) return [];
+
+    const ids = rows.map((row) => row.id);
+    const [properties, tags] = await Promise.all([
+      this.#db
+        .selectFrom('image_properties')
+        .select(['image_id', 'name', 'value'])
+        .where('image_id', 'in', ids)
+        .execute(),
+      this.#db
+        .selectFrom('image_tags')
+        .select(['image_id', 'value'])
+        .where('image_id', 'in', ids)
+        .execute(),
+    ]);
+
+    const propertiesById = new Map<string, Record<string, string>>();
+    for (const { image_id, name, value } of properties) {
+      const bag = propertiesById.get(image_id) ?? {};
+      bag[name] = value;
+      propertiesById.set(image_id, bag);
+    }
+    const tagsById = new Map<string, string[]>();
+    for (const { image_id, value } of tags) {
+      tagsById.set(image_id, [...(tagsById.get(image_id) ?? []), value]);
+    }
+
+    return rows.map((row) =>
+      toRecord(row, tagsById.get(row.id) ?? [], propertiesById.get(row.id) ?? {}),
+    );
+  }
+}
+
+async function insertProperties(
+  db: Executor,
+  imageId: string,
+  entries: Array<[string, string]>,
+): Promise<void> {
+  if (entries.length === 0) return;
+  await db
+    .insertInto('image_properties')
+    .values(entries.map(([name, value]) => ({ image_id: imageId, name, value })))
+    .onConflict((conflict) =>
+      conflict.columns(['image_id', 'name']).doUpdateSet((eb) => ({ value: eb.ref('excluded.value') })),
+    )
+    .execute();
+}
+
+async function insertTags(db: Executor, imageId: string, tags: string[]): Promise<void> {
+  if (tags.length === 0) return;
+  await db
+    .insertInto('image_tags')
+    .values(tags.map((value) => ({ image_id: imageId, value })))
+    .onConflict((conflict) => conflict.doNothing())
+    .execute();
+}
+
+async function saveProperties(db: Executor, previous: ImageRecord, next: ImageRecord) {
+  const removed = Object.keys(previous.properties).filter((name) => !(name in next.properties));
+  const changed = Object.entries(next.properties).filter(
+    ([name, value]) => previous.properties[name] !== value,
+  );
+  if (removed.length > 0) {
+    await db
+      .deleteFrom('image_properties')
+      .where('image_id', '=', next.id)
+      .where('name', 'in', removed)
+      .execute();
+  }
+  await insertProperties(db, next.id, changed);
+}
+
+async function saveTags(db: Executor, previous: ImageRecord, next: ImageRecord) {
+  const removed = previous.tags.filter((tag) => !next.tags.includes(tag));
+  const added = next.tags.filter((tag) => !previous.tags.includes(tag));
+  if (removed.length > 0) {
+    await db
+      .deleteFrom('image_tags')
+      .where('image_id', '=', next.id)
+      .where('value', 'in', removed)
+      .execute();
+  }
+  await insertTags(db, next.id, added);
+}

@@ -1,0 +1,44 @@
+/** The JSON representation of an image, as upstream's response serializer builds it. */
+import type { ImageRecord } from '../domain/image.js';
+
+/** Bookkeeping properties upstream keeps internal and never shows. */
+const HIDDEN_PROPERTIES = new Set(['os_glance_stage_host', 'os_glance_hash_op_host']);
+
+export function imageView(image: ImageRecord): Record<string, unknown> {
+  const view: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(image.properties)) {
+    if (!HIDDEN_PROPERTIES.has(key)) view[key] = value;
+  }
+
+  // Core fields are assigned after the properties so that they win on a name clash.
+  Object.assign(view, {
+    id: image.id,
+    name: image.name,
+    status: image.status,
+    visibility: image.visibility,
+    protected: image.protected,
+    os_hidden: image.os_hidden,
+    checksum: image.checksum,
+    os_hash_algo: image.os_hash_algo,
+    os_hash_value: image.os_hash_value,
+    owner: image.owner,
+    size: image.size,
+    virtual_size: image.virtual_size,
+    container_format: image.container_format,
+    disk_format: image.disk_format,
+    min_ram: image.min_ram,
+    min_disk: image.min_disk,
+    created_at: isoSeconds(image.created_at),
+    updated_at: isoSeconds(image.updated_at),
+    tags: image.tags,
+    self: `/v2/images/${image.id}`,
+    file: `/v2/images/${image.id}/file`,
+    schema: '/v2/schemas/image',
+  });
+  return view;
+}
+
+/** Upstream shows times to the second with a Z; they are stored with milliseconds. */
+export function isoSeconds(stored: string): string {
+  return `${stored.slice(0, 19)}Z`;
+}

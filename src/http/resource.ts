@@ -1,0 +1,49 @@
+/**
+ * Route registration per resource path. Upstream answers a known path with an unsupported
+ * method with 405 and an Allow header (HEAD included, as it is never routed), so every path
+ * registers a responder for the methods it does not implement.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
+
+import { InvalidInputError } from '../domain/errors.js';
+import { sendError } from './server-errors.js';
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+
+export interface MethodSpec {
+  readonly handler: Handler;
+  readonly options?: RouteShorthandOptions;
+}
+
+const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+export function resource(
+  app: FastifyInstance,
+  path: string,
+  methods: Partial<Record<Method, Handler | MethodSpec>>,
+): void {
+  const allowed = Object.keys(methods);
+  for (const [method, spec] of Object.entries(methods)) {
+    const { handler, options } = typeof spec === 'function' ? { handler: spec, options: {} } : spec;
+    app.route({ ...options, method, url: path, handler });
+  }
+
+  const refused = ALL_METHODS.filter((method) => !allowed.includes(method));
+  app.route({
+    method: refused,
+    url: path,
+    handler: async (request, reply) => {
+      reply.header('allow', allowed.join(', '));
+      sendError(request, reply, 405, 'The method is not allowed for this resource.');
+    },
+  });
+}
+
+/** Upstream refuses bodies on reads, deletes and actions. */
+export function refuseBody(request: FastifyRequest): void {
+  const length = Number(request.headers['content-length'] ?? 0);
+  if (length > 0 || request.headers['transfer-encoding'] !== undefined) {
+    throw new InvalidInputError('A body is not expected with this request.');
+  }
+}

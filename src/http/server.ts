@@ -1,0 +1,128 @@
+/**
+ * The Fastify instance: version negotiation, request ids, authentication, body decoding,
+ * error rendering and the per-request log line. Routes live in ./routes, one file per resource.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
+import type { Logger } from 'pino';
+
+import type { Authenticator } from '../auth/authenticator.js';
+import type { Config } from '../config/schema.js';
+import type { RequestContext } from '../domain/context.js';
+import { UnauthorizedError } from '../domain/errors.js';
+import type { ImageService } from '../services/images.js';
+import { imageRoutes } from './routes/images.js';
+import { imageTagRoutes } from './routes/image-tags.js';
+import { schemaRoutes } from './routes/schemas.js';
+import { versionRoutes } from './routes/versions.js';
+import { handleError, handleNotFound, sendError } from './server-errors.js';
+import { negotiateUrl } from './versions.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the authentication hook on every /v2 request. */
+    glimpse: RequestContext;
+  }
+}
+
+export interface HttpDependencies {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly authenticator: Authenticator;
+  readonly images: ImageService;
+}
+
+const REQUEST_ID_HEADER = 'x-openstack-request-id';
+
+export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyInstance> {
+  const { config } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    requestIdLogLabel: 'request_id',
+    genReqId: (request) => requestIdOf(request, config.max_request_id_length),
+    rewriteUrl: negotiateUrl,
+    exposeHeadRoutes: false,
+    bodyLimit: config.max_json_body_bytes,
+    // A stalled client is cut off after this much idle time.
+    connectionTimeout: config.request_timeout_seconds * 1000,
+    maxParamLength: 255,
+    frameworkErrors: (error, request, reply) => handleError(error, request, reply),
+  });
+
+  app.decorateRequest('glimpse', null as unknown as RequestContext);
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler(handleNotFound);
+  registerBodyParsers(app);
+  registerHooks(app, deps);
+
+  await app.register(versionRoutes(config));
+  await app.register(schemaRoutes(config));
+  await app.register(imageRoutes(deps));
+  await app.register(imageTagRoutes(deps));
+  return app;
+}
+
+/** Upstream adopts a client's request id (adding the req- prefix) instead of minting one. */
+function requestIdOf(request: IncomingMessage, maxLength: number): string {
+  const incoming = request.headers[REQUEST_ID_HEADER];
+  const value = Array.isArray(incoming) ? incoming[0] : incoming;
+  if (value && value.length <= maxLength && /^[\x21-\x7e]+$/.test(value)) {
+    return value.startsWith('req-') ? value : `req-${value}`;
+  }
+  return `req-${randomUUID()}`;
+}
+
+/**
+ * JSON is decoded by the routes (upstream ignores the JSON Content-Type), so every media type
+ * is collected as a bounded Buffer here.
+ */
+function registerBodyParsers(app: FastifyInstance): void {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => {
+    done(null, body);
+  });
+}
+
+function registerHooks(app: FastifyInstance, deps: HttpDependencies): void {
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header(REQUEST_ID_HEADER, request.id);
+    if (tooLongRequestId(request, deps.config.max_request_id_length)) {
+      return sendError(request, reply, 431, 'The request id is too long.');
+    }
+    if (request.url.startsWith('/v2/')) await authenticate(request, deps.authenticator);
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        route: request.routeOptions.url ?? null,
+        status: reply.statusCode,
+        duration_ms: Math.round(reply.elapsedTime * 100) / 100,
+      },
+      'request completed',
+    );
+  });
+}
+
+function tooLongRequestId(request: FastifyRequest, maxLength: number): boolean {
+  const incoming = request.headers[REQUEST_ID_HEADER];
+  const value = Array.isArray(incoming) ? incoming[0] : incoming;
+  return value !== undefined && value.length > maxLength;
+}
+
+async function authenticate(request: FastifyRequest, authenticator: Authenticator) {
+  const identity = await authenticator.authenticate(request.headers);
+  if (!identity) throw new UnauthorizedError('This server could not verify your identity.');
+  request.glimpse = {
+    ...identity,
+    requestId: request.id,
+    isAdmin: identity.roles.includes('admin'),
+  };
+}

@@ -1,0 +1,273 @@
+/**
+ * Image record use cases. Each method follows upstream's order of checks: find the image
+ * (hidden → 404), check policy, validate, check quotas, then write.
+ */
+import { randomUUID } from 'node:crypto';
+
+import type { RequestContext } from '../domain/context.js';
+import {
+  ConflictError,
+  ForbiddenError,
+  InvalidInputError,
+  NotFoundError,
+  QuotaExceededError,
+} from '../domain/errors.js';
+import { transition, type ImageRecord, type ImageStatus } from '../domain/image.js';
+import type { CreateRequest } from '../domain/image-input.js';
+import { applyPatch, type PatchChange } from '../domain/image-patch.js';
+import type { ImageListQuery } from '../domain/list-query.js';
+import { Policy, type PolicyAction, type PolicyTarget } from '../domain/policy.js';
+import { isImageVisible } from '../domain/visibility.js';
+import type { ImageRepository } from '../db/repository.js';
+
+export interface ImageQuotas {
+  /** Negative means unlimited, as in upstream. */
+  readonly imagePropertyQuota: number;
+  readonly imageTagQuota: number;
+}
+
+export interface ImageListPage {
+  readonly images: ImageRecord[];
+  /** Id to continue after, when the page was full. */
+  readonly nextMarker: string | null;
+}
+
+export class ImageService {
+  readonly #repo: ImageRepository;
+  readonly #policy: Policy;
+  readonly #quotas: ImageQuotas;
+
+  constructor(repo: ImageRepository, policy: Policy, quotas: ImageQuotas) {
+    this.#repo = repo;
+    this.#policy = policy;
+    this.#quotas = quotas;
+  }
+
+  async create(context: RequestContext, request: CreateRequest): Promise<ImageRecord> {
+    const owner = 'owner' in request.core ? (request.core.owner ?? null) : context.projectId;
+    this.#checkCreatePolicy(context, owner, request.core.visibility);
+
+    checkQuota('tags', request.tags.length, this.#quotas.imageTagQuota);
+    checkQuota('properties', countProperties(request.properties), this.#quotas.imagePropertyQuota);
+
+    const now = new Date().toISOString();
+    const image: ImageRecord = {
+      id: request.id ?? randomUUID(),
+      name: null,
+      status: 'queued',
+      visibility: 'shared',
+      protected: false,
+      os_hidden: false,
+      checksum: null,
+      os_hash_algo: null,
+      os_hash_value: null,
+      size: null,
+      virtual_size: null,
+      container_format: null,
+      disk_format: null,
+      min_ram: 0,
+      min_disk: 0,
+      ...request.core,
+      owner,
+      created_at: now,
+      updated_at: now,
+      tags: request.tags,
+      properties: request.properties,
+    };
+    await this.#repo.create(image);
+    return image;
+  }
+
+  #checkCreatePolicy(context: RequestContext, owner: string | null, visibility?: string) {
+    const target = { owner };
+    if (!this.#policy.allows('add_image', context, target)) {
+      if (!context.isAdmin && owner !== context.projectId) {
+        throw new ForbiddenError(
+          `You are not permitted to create images owned by '${owner ?? ''}'.`,
+        );
+      }
+      this.#policy.enforce('add_image', context, target);
+    }
+    this.#checkVisibilityPolicy(context, target, visibility);
+  }
+
+  #checkVisibilityPolicy(context: RequestContext, target: PolicyTarget, visibility?: string) {
+    if (visibility === 'public') this.#policy.enforce('publicize_image', context, target);
+    if (visibility === 'community') this.#policy.enforce('communitize_image', context, target);
+  }
+
+  /** The image if the caller may see it; NotFoundError otherwise, hiding its existence. */
+  async show(context: RequestContext, id: string): Promise<ImageRecord> {
+    const { image } = await this.#find(context, id, 'get_image');
+    return image;
+  }
+
+  async list(context: RequestContext, query: ImageListQuery): Promise<ImageListPage> {
+    this.#policy.enforce('get_images', context, { owner: context.projectId });
+
+    const marker = query.marker === null ? null : await this.#marker(context, query.marker);
+    const scope = { isAdmin: context.isAdmin, projectId: context.projectId };
+    const rows = await this.#repo.list(query, scope, marker);
+
+    // Like upstream, `next` depends on the rows the database returned, not on what survives
+    // the per-image policy check.
+    const last = rows.at(-1);
+    const nextMarker = rows.length === query.limit && last ? last.id : null;
+    // Listed images are visible by construction: a shared image of another project is only
+    // listed through the caller's membership, so the target can say so without a lookup.
+    const images = rows.filter((image) =>
+      this.#policy.allows('get_image', context, this.#target(context, image, true)),
+    );
+    return { images, nextMarker };
+  }
+
+  async #marker(context: RequestContext, id: string): Promise<ImageRecord> {
+    const image = await this.#repo.get(id);
+    if (!image) throw new InvalidInputError(`Invalid marker. Image ${id} could not be found.`);
+
+    const member = await this.#isMember(context, image);
+    if (!isImageVisible(context, image, member)) {
+      throw new ForbiddenError(`Forbidden to access image ${id}`);
+    }
+    return image;
+  }
+
+  async update(
+    context: RequestContext,
+    id: string,
+    changes: readonly PatchChange[],
+  ): Promise<ImageRecord> {
+    const { image, target } = await this.#find(context, id, 'get_image');
+    if (changes.length === 0) return image;
+    this.#policy.enforce('modify_image', context, target);
+
+    const next = applyPatch(image, changes, {
+      isAdmin: context.isAdmin,
+      checkVisibility: (visibility) => this.#checkVisibilityPolicy(context, target, visibility),
+    });
+    this.#checkGrowth(image, next);
+    return this.#save(image, { ...next, updated_at: new Date().toISOString() });
+  }
+
+  /** Quotas apply only when a change adds items, so an image over quota can still shrink. */
+  #checkGrowth(before: ImageRecord, after: ImageRecord): void {
+    if (after.tags.length > before.tags.length) {
+      checkQuota('tags', after.tags.length, this.#quotas.imageTagQuota);
+    }
+    const added = Object.keys(after.properties).some((key) => !(key in before.properties));
+    if (added) {
+      checkQuota('properties', countProperties(after.properties), this.#quotas.imagePropertyQuota);
+    }
+  }
+
+  async delete(context: RequestContext, id: string): Promise<void> {
+    const image = await this.#repo.get(id);
+    const member = image ? await this.#isMember(context, image) : false;
+    if (!image || !isImageVisible(context, image, member)) {
+      throw new NotFoundError(`Failed to find image ${id} to delete`);
+    }
+    const target = this.#target(context, image, member);
+    if (!this.#policy.allows('get_image', context, target)) {
+      throw new NotFoundError(`Failed to find image ${id} to delete`);
+    }
+    this.#policy.enforce('delete_image', context, target);
+    if (image.protected) {
+      throw new ForbiddenError(`Image ${id} is protected and cannot be deleted.`);
+    }
+    await this.#repo.delete(id, 'deleted');
+  }
+
+  async addTag(context: RequestContext, id: string, tag: string): Promise<void> {
+    const { image, target } = await this.#find(context, id, 'get_image');
+    this.#policy.enforce('modify_image', context, target);
+    if (image.tags.includes(tag)) return;
+
+    const next = { ...image, tags: [...image.tags, tag], updated_at: new Date().toISOString() };
+    checkQuota('tags', next.tags.length, this.#quotas.imageTagQuota);
+    await this.#save(image, next);
+  }
+
+  async removeTag(context: RequestContext, id: string, tag: string): Promise<void> {
+    const { image, target } = await this.#find(context, id, 'get_image');
+    this.#policy.enforce('modify_image', context, target);
+    if (!image.tags.includes(tag)) throw new NotFoundError('The resource could not be found.');
+
+    const tags = image.tags.filter((existing) => existing !== tag);
+    await this.#save(image, { ...image, tags, updated_at: new Date().toISOString() });
+  }
+
+  async deactivate(context: RequestContext, id: string): Promise<void> {
+    await this.#toggleActive(context, id, 'deactivate');
+  }
+
+  async reactivate(context: RequestContext, id: string): Promise<void> {
+    await this.#toggleActive(context, id, 'reactivate');
+  }
+
+  async #toggleActive(context: RequestContext, id: string, action: 'deactivate' | 'reactivate') {
+    const { image, target } = await this.#find(context, id, 'get_image');
+    this.#policy.enforce(action, context, target);
+
+    const [from, to]: [ImageStatus, ImageStatus] =
+      action === 'deactivate' ? ['active', 'deactivated'] : ['deactivated', 'active'];
+    if (image.status === to) return;
+    if (image.status !== from) {
+      throw new ForbiddenError(`Not allowed to ${action} image in status '${image.status}'`);
+    }
+    const next = { ...image, ...transition(image, to), updated_at: new Date().toISOString() };
+    await this.#save(image, next);
+  }
+
+  /** Writes a change; a lost race on the status surfaces as a conflict, not a silent no-op. */
+  async #save(previous: ImageRecord, next: ImageRecord): Promise<ImageRecord> {
+    if (!(await this.#repo.save(previous, next))) {
+      throw new ConflictError(`Image ${next.id} was changed by another request; try again.`);
+    }
+    return next;
+  }
+
+  /**
+   * Loads an image for an image-scoped call: missing or invisible → 404, and a failing read
+   * policy → 404 as well, so callers cannot probe for images they may not see.
+   */
+  async #find(context: RequestContext, id: string, action: PolicyAction) {
+    const image = await this.#repo.get(id);
+    const member = image ? await this.#isMember(context, image) : false;
+    if (!image || !isImageVisible(context, image, member)) {
+      throw new NotFoundError(`No image found with ID ${id}`);
+    }
+    const target = this.#target(context, image, member);
+    if (!this.#policy.allows(action, context, target)) {
+      throw new NotFoundError(`No image found with ID ${id}`);
+    }
+    return { image, target };
+  }
+
+  async #isMember(context: RequestContext, image: ImageRecord): Promise<boolean> {
+    if (context.projectId === null || image.visibility !== 'shared') return false;
+    if (image.owner === context.projectId) return false;
+    return this.#repo.isMember(image.id, context.projectId);
+  }
+
+  #target(context: RequestContext, image: ImageRecord, member: boolean): PolicyTarget {
+    return {
+      owner: image.owner,
+      visibility: image.visibility,
+      memberId: member ? context.projectId : null,
+    };
+  }
+}
+
+/** Properties under the reserved os_glance prefix are bookkeeping and do not count. */
+function countProperties(properties: Record<string, string>): number {
+  return Object.keys(properties).filter((key) => !key.startsWith('os_glance')).length;
+}
+
+function checkQuota(what: 'tags' | 'properties', count: number, quota: number): void {
+  if (quota >= 0 && count > quota) {
+    throw new QuotaExceededError(
+      `The limit has been exceeded on the number of allowed image ${what}. ` +
+        `Attempted: ${count}, Maximum: ${quota}`,
+    );
+  }
+}

@@ -78,7 +78,10 @@ function fromEnvText(key: string, spec: OptionSpec, text: string): unknown {
       }
       return text.trim().toLowerCase() === 'true';
     case 'list':
-      return text.split(',').map((item) => item.trim()).filter((item) => item !== '');
+      return text
+        .split(',')
+        .map((item) => item.trim())
+        .filter((item) => item !== '');
     case 'string':
       return text;
   }

@@ -19,7 +19,11 @@ export interface ImageRepository {
   get(id: string): Promise<ImageRecord | null>;
 
   /** One page of images in the scope, after `marker` (already checked to be visible). */
-  list(query: ImageListQuery, scope: ListScope, marker: ImageRecord | null): Promise<ImageRecord[]>;
+  list(
+    query: ImageListQuery,
+    scope: ListScope,
+    marker: ImageRecord | null,
+  ): Promise<ImageRecord[]>;
 
   /**
    * Writes the differences between `previous` (as read) and `next`. When the status changes,

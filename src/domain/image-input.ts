@@ -6,7 +6,7 @@ import { Ajv, type ValidateFunction } from 'ajv';
 
 import { ForbiddenError, InvalidInputError } from './errors.js';
 import { WRITABLE_CORE_FIELDS, type ImageRecord, type WritableCoreField } from './image.js';
-import { BASE_PROPERTY_NAMES, imageSchema, type FormatLists } from './schemas/image.js';
+import { imageSchema, type FormatLists } from './schemas/image.js';
 
 /** Keys a create body may not carry at all. */
 const CREATE_READ_ONLY = ['direct_url', 'self', 'file', 'schema', 'stores'];

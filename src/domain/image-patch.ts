@@ -158,7 +158,8 @@ function checkChange(change: PatchChange, schema: ImageSchemaValidator): void {
   }
   if (change.op === 'remove') return;
 
-  const document = change.path.length === 1 ? { [root]: change.value } : { [root]: [change.value] };
+  const document =
+    change.path.length === 1 ? { [root]: change.value } : { [root]: [change.value] };
   schema.check(document);
   if ((WRITABLE_CORE_FIELDS as readonly string[]).includes(root)) {
     checkCoreValue(root as (typeof WRITABLE_CORE_FIELDS)[number], change.value);
@@ -185,7 +186,11 @@ export function applyPatch(
   changes: readonly PatchChange[],
   rules: PatchRules,
 ): ImageRecord {
-  const next: ImageRecord = { ...image, tags: [...image.tags], properties: { ...image.properties } };
+  const next: ImageRecord = {
+    ...image,
+    tags: [...image.tags],
+    properties: { ...image.properties },
+  };
   for (const change of changes) {
     if (change.path[0] === 'locations') {
       throw new ForbiddenError('It is not allowed to modify locations of this image.');

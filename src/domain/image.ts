@@ -84,7 +84,9 @@ export function canTransition(from: ImageStatus, to: ImageStatus): boolean {
  */
 export function transition(image: ImageRecord, to: ImageStatus): Partial<ImageRecord> {
   if (!canTransition(image.status, to)) {
-    throw new ConflictError(`Image status transition from ${image.status} to ${to} is not allowed`);
+    throw new ConflictError(
+      `Image status transition from ${image.status} to ${to} is not allowed`,
+    );
   }
 
   const leavingEmpty = image.status === 'queued' || image.status === 'uploading';

@@ -3,7 +3,12 @@
  * method with 405 and an Allow header (HEAD included, as it is never routed), so every path
  * registers a responder for the methods it does not implement.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
+import type {
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  RouteShorthandOptions,
+} from 'fastify';
 
 import { InvalidInputError } from '../domain/errors.js';
 import { sendError } from './server-errors.js';
@@ -25,7 +30,8 @@ export function resource(
 ): void {
   const allowed = Object.keys(methods);
   for (const [method, spec] of Object.entries(methods)) {
-    const { handler, options } = typeof spec === 'function' ? { handler: spec, options: {} } : spec;
+    const { handler, options } =
+      typeof spec === 'function' ? { handler: spec, options: {} } : spec;
     app.route({ ...options, method, url: path, handler });
   }
 

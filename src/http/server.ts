@@ -51,7 +51,8 @@ export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyIn
     bodyLimit: config.max_json_body_bytes,
     // A stalled client is cut off after this much idle time.
     connectionTimeout: config.request_timeout_seconds * 1000,
-    maxParamLength: 255,
+    // Long ids must reach the routes, which answer 404 as upstream does (not 414).
+    maxParamLength: 2048,
     frameworkErrors: (error, request, reply) => handleError(error, request, reply),
   });
 

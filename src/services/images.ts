@@ -16,9 +16,16 @@ import { transition, type ImageRecord, type ImageStatus } from '../domain/image.
 import type { CreateRequest } from '../domain/image-input.js';
 import { applyPatch, type PatchChange } from '../domain/image-patch.js';
 import type { ImageListQuery } from '../domain/list-query.js';
-import { Policy, type PolicyAction, type PolicyTarget } from '../domain/policy.js';
+import type { Policy} from '../domain/policy.js';
+import { type PolicyAction, type PolicyTarget } from '../domain/policy.js';
 import { isImageVisible } from '../domain/visibility.js';
 import type { ImageRepository } from '../db/repository.js';
+
+/**
+ * Stored ids are always UUIDs, so any other path id cannot exist and is not looked up (which
+ * also keeps NUL bytes and oversized strings away from the database).
+ */
+const ID_SHAPE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
 export interface ImageQuotas {
   /** Negative means unlimited, as in upstream. */
@@ -122,7 +129,7 @@ export class ImageService {
   }
 
   async #marker(context: RequestContext, id: string): Promise<ImageRecord> {
-    const image = await this.#repo.get(id);
+    const image = ID_SHAPE.test(id) ? await this.#repo.get(id) : null;
     if (!image) throw new InvalidInputError(`Invalid marker. Image ${id} could not be found.`);
 
     const member = await this.#isMember(context, image);
@@ -161,7 +168,7 @@ export class ImageService {
   }
 
   async delete(context: RequestContext, id: string): Promise<void> {
-    const image = await this.#repo.get(id);
+    const image = ID_SHAPE.test(id) ? await this.#repo.get(id) : null;
     const member = image ? await this.#isMember(context, image) : false;
     if (!image || !isImageVisible(context, image, member)) {
       throw new NotFoundError(`Failed to find image ${id} to delete`);
@@ -231,7 +238,7 @@ export class ImageService {
    * policy → 404 as well, so callers cannot probe for images they may not see.
    */
   async #find(context: RequestContext, id: string, action: PolicyAction) {
-    const image = await this.#repo.get(id);
+    const image = ID_SHAPE.test(id) ? await this.#repo.get(id) : null;
     const member = image ? await this.#isMember(context, image) : false;
     if (!image || !isImageVisible(context, image, member)) {
       throw new NotFoundError(`No image found with ID ${id}`);

@@ -144,7 +144,7 @@ function columnCondition(eb: Builder, filter: ColumnFilter): Condition {
   const values = filter.values.map((value) =>
     INTEGER_COLUMNS.has(filter.column) ? Number(value) : value,
   );
-  if (filter.op === 'in') return eb(column, 'in', values);
+  if (filter.op === 'in') return values.length === 0 ? NEVER : eb(column, 'in', values);
   return eb(column, OPERATORS[filter.op], values[0]);
 }
 

@@ -157,7 +157,9 @@ async function insertProperties(
     .insertInto('image_properties')
     .values(entries.map(([name, value]) => ({ image_id: imageId, name, value })))
     .onConflict((conflict) =>
-      conflict.columns(['image_id', 'name']).doUpdateSet((eb) => ({ value: eb.ref('excluded.value') })),
+      conflict
+        .columns(['image_id', 'name'])
+        .doUpdateSet((eb) => ({ value: eb.ref('excluded.value') })),
     )
     .execute();
 }

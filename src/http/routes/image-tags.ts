@@ -31,9 +31,8 @@ export function imageTagRoutes({ images }: HttpDependencies) {
 
 function checkTag(tag: string): void {
   if (tag.length > MAX_TAG_LENGTH) {
-    throw new InvalidInputError(
-      `Provided object does not match schema 'image': tag is longer than ${MAX_TAG_LENGTH} characters`,
-    );
+    const reason = `tag is longer than ${MAX_TAG_LENGTH} characters`;
+    throw new InvalidInputError(`Provided object does not match schema 'image': ${reason}`);
   }
   if (FOUR_BYTE_CHARACTER.test(tag) || tag.includes('\u0000')) {
     throw new InvalidInputError("Param values can't contain 4 byte unicode.");

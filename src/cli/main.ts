@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+/**
+ * Operator commands. `glimpse serve` starts the API (as `npm start` does), `glimpse db migrate`
+ * applies schema migrations without starting it, `glimpse config` lists every option.
+ */
+import { openRepositories } from '../db/sql/database.js';
+import { ConfigError, loadConfig } from '../config/load.js';
+import { OPTIONS } from '../config/schema.js';
+
+const USAGE = `usage: glimpse <command>
+  serve          start the API server
+  db migrate     apply pending database migrations and exit
+  config         list every option with its default and environment variable`;
+
+async function migrateCommand(): Promise<void> {
+  const config = loadConfig();
+  const repositories = openRepositories({
+    url: config.database_url,
+    dataDir: config.data_dir,
+    poolSize: 1,
+  });
+  try {
+    await repositories.migrate();
+    process.stdout.write('database is up to date\n');
+  } finally {
+    await repositories.close();
+  }
+}
+
+function configCommand(): void {
+  for (const [name, spec] of Object.entries(OPTIONS)) {
+    const variable = `GLIMPSE_${name.toUpperCase()}`;
+    const fallback = Array.isArray(spec.default) ? spec.default.join(',') : String(spec.default);
+    process.stdout.write(
+      `${name} (${variable}) = ${JSON.stringify(fallback)}\n  ${spec.description}\n`,
+    );
+  }
+}
+
+async function run(args: string[]): Promise<void> {
+  const command = args.join(' ');
+  if (command === 'serve') {
+    await import('../main.js');
+  } else if (command === 'db migrate') {
+    await migrateCommand();
+  } else if (command === 'config') {
+    configCommand();
+  } else {
+    process.stderr.write(`${USAGE}\n`);
+    process.exitCode = 2;
+  }
+}
+
+run(process.argv.slice(2)).catch((error: unknown) => {
+  const prefix = error instanceof ConfigError ? 'configuration error: ' : '';
+  process.stderr.write(`glimpse: ${prefix}${(error as Error).message}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,56 @@
+/** Builds an in-process Glimpse for API tests, answering through Fastify's inject. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+
+import { buildApplication, type Application } from '../../src/app.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { OptionName } from '../../src/config/schema.js';
+import { createLogger } from '../../src/logger.js';
+import type { TestDatabase } from './databases.js';
+
+export interface TestApp {
+  readonly app: Application;
+  readonly dataDir: string;
+  request(options: InjectOptions): Promise<LightMyRequestResponse>;
+  close(): Promise<void>;
+}
+
+/** Identity headers of a project member (noauth mode trusts them). */
+export function asProject(project: string, roles = 'member', user = `${project}-user`) {
+  return { 'x-project-id': project, 'x-user-id': user, 'x-roles': roles };
+}
+
+export async function startTestApp(
+  database: TestDatabase,
+  options: Partial<Record<OptionName, unknown>> = {},
+): Promise<TestApp> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'glimpse-test-'));
+  const db = await database.create();
+  const config = loadConfig(
+    {},
+    { data_dir: dataDir, database_url: db.url, log_level: 'silent', ...options },
+  );
+  const app = await buildApplication(config, createLogger(config.log_level));
+
+  return {
+    app,
+    dataDir,
+    request: (request) => app.http.inject(request),
+    async close() {
+      await app.close();
+      await db.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** JSON body of a response, failing with the body text when it is not JSON. */
+export function json<T = Record<string, unknown>>(response: LightMyRequestResponse): T {
+  try {
+    return JSON.parse(response.body) as T;
+  } catch {
+    throw new Error(`expected JSON, got ${response.statusCode}: ${response.body}`);
+  }
+}

@@ -192,7 +192,3 @@ export function imagesSchema(formats: FormatLists): JsonSchema {
   };
 }
 
-/** Names of the properties that are core image fields rather than additional properties. */
-export const BASE_PROPERTY_NAMES: ReadonlySet<string> = new Set(
-  Object.keys(baseProperties([], [])),
-);

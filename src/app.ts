@@ -1,7 +1,9 @@
 /**
  * Composition root: the only module that picks concrete implementations (database dialect,
- * authenticator) and wires them into the services and the HTTP server.
+ * stores, authenticator) and wires them into the services and the HTTP server.
  */
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 
@@ -10,33 +12,77 @@ import type { Config } from './config/schema.js';
 import { Policy } from './domain/policy.js';
 import { openRepositories } from './db/sql/database.js';
 import { buildHttpServer } from './http/server.js';
+import { closeHashPool } from './pipeline/hashing.js';
+import { ImageAccess } from './services/image-access.js';
+import { ImageDataService } from './services/image-data.js';
 import { ImageService } from './services/images.js';
+import { WriteRecovery } from './services/write-recovery.js';
+import { FileStore } from './stores/file/file-store.js';
+import { StoreRegistry } from './stores/registry.js';
 
 export interface Application {
   readonly http: FastifyInstance;
+  /** Identity of this process among those sharing the database. */
+  readonly workerId: string;
   close(): Promise<void>;
 }
 
+async function buildStores(config: Config): Promise<StoreRegistry> {
+  const file = new FileStore({
+    id: 'file',
+    root: config.filesystem_store_datadir || join(config.data_dir, 'images'),
+    fsync: config.filesystem_store_fsync,
+  });
+  const staging = new FileStore({
+    id: 'os_glance_staging_store',
+    root: join(config.data_dir, 'staging'),
+    fsync: config.filesystem_store_fsync,
+  });
+  await Promise.all([file.init(), staging.init()]);
+  return new StoreRegistry(file, staging);
+}
+
 export async function buildApplication(config: Config, logger: Logger): Promise<Application> {
+  const workerId = randomUUID();
   const repositories = openRepositories({
     url: config.database_url,
     dataDir: config.data_dir,
     poolSize: config.database_pool_size,
   });
   await repositories.migrate();
+  const stores = await buildStores(config);
 
-  const images = new ImageService(repositories.images, new Policy(), {
-    imagePropertyQuota: config.image_property_quota,
-    imageTagQuota: config.image_tag_quota,
+  const access = new ImageAccess(repositories.images, new Policy());
+  const data = new ImageDataService(access, stores, repositories.writes, {
+    sizeCap: config.image_size_cap,
+    hashingAlgorithm: config.hashing_algorithm,
+    workerId,
   });
+  const images = new ImageService(
+    access,
+    { imagePropertyQuota: config.image_property_quota, imageTagQuota: config.image_tag_quota },
+    data,
+  );
+  const recovery = new WriteRecovery(
+    repositories.writes,
+    repositories.images,
+    stores,
+    { workerId, intervalMs: config.worker_heartbeat_seconds * 1000 },
+    logger,
+  );
+  await recovery.start();
+
   const authenticator = new NoAuthAuthenticator();
-  const http = await buildHttpServer({ config, logger, authenticator, images });
+  const http = await buildHttpServer({ config, logger, authenticator, images, data });
 
   return {
     http,
+    workerId,
     async close() {
       await http.close();
+      await recovery.stop();
       await repositories.close();
+      await closeHashPool();
     },
   };
 }

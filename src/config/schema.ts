@@ -109,6 +109,31 @@ export const OPTIONS = {
     default: ['ami', 'ari', 'aki', 'bare', 'ovf', 'ova', 'docker', 'compressed'],
     description: 'Accepted values of container_format.',
   },
+  filesystem_store_datadir: {
+    type: 'string',
+    default: '',
+    description: 'Directory of the file store (empty: data_dir/images).',
+  },
+  filesystem_store_fsync: {
+    type: 'boolean',
+    default: true,
+    description:
+      'Flush image data to disk before the image becomes active. Turning it off is faster ' +
+      'but a power loss can then lose or corrupt recently uploaded images.',
+  },
+  verify_download_checksum: {
+    type: 'boolean',
+    default: true,
+    description: 'Check downloaded data against its MD5 while streaming; abort on mismatch.',
+  },
+  worker_heartbeat_seconds: {
+    type: 'integer',
+    default: 10,
+    minimum: 1,
+    description:
+      'How often a process proves it is alive; writes of a process silent for three ' +
+      'periods (on another host) are undone.',
+  },
   hashing_algorithm: {
     type: 'string',
     default: 'sha512',

@@ -39,8 +39,40 @@ export interface ImageRepository {
   isMember(imageId: string, projectId: string): Promise<boolean>;
 }
 
+/** A server process, as recorded for recovering the work it leaves behind if it dies. */
+export interface WorkerRecord {
+  readonly id: string;
+  readonly hostname: string;
+  readonly pid: number;
+  /** ISO time of the last sign of life. */
+  readonly heartbeatAt: string;
+}
+
+export type DataWriteKind = 'upload' | 'stage';
+
+export interface DataWrite {
+  readonly imageId: string;
+  readonly kind: DataWriteKind;
+  readonly workerId: string;
+}
+
+/**
+ * Which process is writing which image's data. A write whose process died is undone by
+ * another process (or the same one restarted), so no image stays in `saving` forever.
+ */
+export interface DataWriteRegistry {
+  heartbeat(worker: Omit<WorkerRecord, 'heartbeatAt'>): Promise<void>;
+  removeWorker(workerId: string): Promise<void>;
+  workers(): Promise<WorkerRecord[]>;
+  /** Records that this worker now writes the image (replacing a stale record). */
+  begin(write: DataWrite): Promise<void>;
+  end(imageId: string): Promise<void>;
+  list(): Promise<DataWrite[]>;
+}
+
 export interface MetadataRepositories {
   readonly images: ImageRepository;
+  readonly writes: DataWriteRegistry;
   /** Applies pending schema migrations; safe to run from several processes at once. */
   migrate(): Promise<void>;
   close(): Promise<void>;

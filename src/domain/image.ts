@@ -16,6 +16,14 @@ export type ImageStatus = (typeof IMAGE_STATUSES)[number];
 export const VISIBILITIES = ['public', 'private', 'shared', 'community'] as const;
 export type Visibility = (typeof VISIBILITIES)[number];
 
+/** One copy of an image's data. */
+export interface ImageLocation {
+  url: string;
+  /** Free-form, e.g. `{"store": "file"}`. */
+  metadata: Record<string, unknown>;
+  status: 'active' | 'pending_delete' | 'deleted';
+}
+
 /**
  * An image as stored. Field names are the API's own (snake_case): they are the vocabulary of
  * PATCH paths, list filters and the database columns alike, so one name serves all three.
@@ -42,6 +50,7 @@ export interface ImageRecord {
   tags: string[];
   /** Additional properties: always strings, never one of the core field names. */
   properties: Record<string, string>;
+  locations: ImageLocation[];
 }
 
 /** Core fields a client may set on create or change with PATCH (when rules allow). */

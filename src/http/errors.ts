@@ -5,8 +5,7 @@
  * between HTML and JSON, falling back to plain text. python-glanceclient accepts any media type
  * and strips the HTML it gets back; openstacksdk reads `message` from the flat JSON form.
  */
-import type {
-  GlimpseError} from '../domain/errors.js';
+import type { GlimpseError } from '../domain/errors.js';
 import {
   ConflictError,
   ForbiddenError,

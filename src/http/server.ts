@@ -15,7 +15,9 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { Config } from '../config/schema.js';
 import type { RequestContext } from '../domain/context.js';
 import { UnauthorizedError } from '../domain/errors.js';
+import type { ImageDataService } from '../services/image-data.js';
 import type { ImageService } from '../services/images.js';
+import { imageDataRoutes } from './routes/image-data.js';
 import { imageRoutes } from './routes/images.js';
 import { imageTagRoutes } from './routes/image-tags.js';
 import { schemaRoutes } from './routes/schemas.js';
@@ -35,6 +37,7 @@ export interface HttpDependencies {
   readonly logger: Logger;
   readonly authenticator: Authenticator;
   readonly images: ImageService;
+  readonly data: ImageDataService;
 }
 
 const REQUEST_ID_HEADER = 'x-openstack-request-id';
@@ -66,6 +69,9 @@ export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyIn
   await app.register(schemaRoutes(config));
   await app.register(imageRoutes(deps));
   await app.register(imageTagRoutes(deps));
+  await app.register(
+    imageDataRoutes({ data: deps.data, verifyDownloads: config.verify_download_checksum }),
+  );
   return app;
 }
 

@@ -37,7 +37,8 @@ export interface StreamHashes {
 export interface StreamHasher {
   /**
    * Feeds a chunk. When a promise is returned, wait for it before the next call and before
-   * reusing `chunk`; without one, the chunk has already been copied.
+   * reusing `chunk`; without one, the chunk has already been copied. The promise never
+   * rejects: a failure after the call shows in `digest()` (and makes later calls throw).
    */
   update(chunk: Buffer): Promise<void> | void;
 
@@ -195,6 +196,9 @@ class HashWorker {
   async terminate(): Promise<void> {
     this.closing = true;
     this.failLanes(new Error('hash pool closed'));
+
+    // An unreferenced thread would let the process exit before its exit event settles this.
+    this.worker.ref();
     await this.worker.terminate();
   }
 
@@ -399,8 +403,8 @@ class ParallelHasher implements StreamHasher {
   /** Copies `chunk` from `offset` into blocks, waiting whenever too many are in flight. */
   private write(chunk: Buffer, offset: number): Promise<void> | void {
     while (offset < chunk.length) {
+      // Aborted or failed while waiting: the failure is reported by digest(), not here.
       if (this.state === 'aborted') return;
-      if (this.error !== null) throw this.error;
 
       if (this.current === null) {
         if (this.inFlight >= MAX_BLOCKS_IN_FLIGHT) {

@@ -16,16 +16,15 @@ import { transition, type ImageRecord, type ImageStatus } from '../domain/image.
 import type { CreateRequest } from '../domain/image-input.js';
 import { applyPatch, type PatchChange } from '../domain/image-patch.js';
 import type { ImageListQuery } from '../domain/list-query.js';
-import type { Policy} from '../domain/policy.js';
-import { type PolicyAction, type PolicyTarget } from '../domain/policy.js';
+import type { Policy, PolicyTarget } from '../domain/policy.js';
 import { isImageVisible } from '../domain/visibility.js';
 import type { ImageRepository } from '../db/repository.js';
+import type { ImageAccess } from './image-access.js';
 
-/**
- * Stored ids are always UUIDs, so any other path id cannot exist and is not looked up (which
- * also keeps NUL bytes and oversized strings away from the database).
- */
-const ID_SHAPE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+/** Removes the stored and staged data of an image that is being deleted. */
+export interface ImageDataRemover {
+  removeData(image: ImageRecord): Promise<void>;
+}
 
 export interface ImageQuotas {
   /** Negative means unlimited, as in upstream. */
@@ -42,12 +41,16 @@ export interface ImageListPage {
 export class ImageService {
   readonly #repo: ImageRepository;
   readonly #policy: Policy;
+  readonly #access: ImageAccess;
   readonly #quotas: ImageQuotas;
+  readonly #data: ImageDataRemover;
 
-  constructor(repo: ImageRepository, policy: Policy, quotas: ImageQuotas) {
-    this.#repo = repo;
-    this.#policy = policy;
+  constructor(access: ImageAccess, quotas: ImageQuotas, data: ImageDataRemover) {
+    this.#repo = access.repo;
+    this.#policy = access.policy;
+    this.#access = access;
     this.#quotas = quotas;
+    this.#data = data;
   }
 
   async create(context: RequestContext, request: CreateRequest): Promise<ImageRecord> {
@@ -80,6 +83,7 @@ export class ImageService {
       updated_at: now,
       tags: request.tags,
       properties: request.properties,
+      locations: [],
     };
     await this.#repo.create(image);
     return image;
@@ -105,7 +109,7 @@ export class ImageService {
 
   /** The image if the caller may see it; NotFoundError otherwise, hiding its existence. */
   async show(context: RequestContext, id: string): Promise<ImageRecord> {
-    const { image } = await this.#find(context, id, 'get_image');
+    const { image } = await this.#access.find(context, id);
     return image;
   }
 
@@ -123,16 +127,16 @@ export class ImageService {
     // Listed images are visible by construction: a shared image of another project is only
     // listed through the caller's membership, so the target can say so without a lookup.
     const images = rows.filter((image) =>
-      this.#policy.allows('get_image', context, this.#target(context, image, true)),
+      this.#policy.allows('get_image', context, this.#access.target(context, image, true)),
     );
     return { images, nextMarker };
   }
 
   async #marker(context: RequestContext, id: string): Promise<ImageRecord> {
-    const image = ID_SHAPE.test(id) ? await this.#repo.get(id) : null;
+    const image = await this.#access.load(id);
     if (!image) throw new InvalidInputError(`Invalid marker. Image ${id} could not be found.`);
 
-    const member = await this.#isMember(context, image);
+    const member = await this.#access.isMember(context, image);
     if (!isImageVisible(context, image, member)) {
       throw new ForbiddenError(`Forbidden to access image ${id}`);
     }
@@ -144,7 +148,7 @@ export class ImageService {
     id: string,
     changes: readonly PatchChange[],
   ): Promise<ImageRecord> {
-    const { image, target } = await this.#find(context, id, 'get_image');
+    const { image, target } = await this.#access.find(context, id);
     if (changes.length === 0) return image;
     this.#policy.enforce('modify_image', context, target);
 
@@ -168,24 +172,21 @@ export class ImageService {
   }
 
   async delete(context: RequestContext, id: string): Promise<void> {
-    const image = ID_SHAPE.test(id) ? await this.#repo.get(id) : null;
-    const member = image ? await this.#isMember(context, image) : false;
-    if (!image || !isImageVisible(context, image, member)) {
-      throw new NotFoundError(`Failed to find image ${id} to delete`);
-    }
-    const target = this.#target(context, image, member);
-    if (!this.#policy.allows('get_image', context, target)) {
-      throw new NotFoundError(`Failed to find image ${id} to delete`);
-    }
+    const notFound = `Failed to find image ${id} to delete`;
+    const { image, target } = await this.#access.find(context, id, notFound);
     this.#policy.enforce('delete_image', context, target);
     if (image.protected) {
       throw new ForbiddenError(`Image ${id} is protected and cannot be deleted.`);
     }
+
+    // Metadata goes first: once the image is deleted no reader can reach the data, and a
+    // crash before the data is removed leaves an orphan object rather than a broken image.
     await this.#repo.delete(id, 'deleted');
+    await this.#data.removeData(image);
   }
 
   async addTag(context: RequestContext, id: string, tag: string): Promise<void> {
-    const { image, target } = await this.#find(context, id, 'get_image');
+    const { image, target } = await this.#access.find(context, id);
     this.#policy.enforce('modify_image', context, target);
     if (image.tags.includes(tag)) return;
 
@@ -195,7 +196,7 @@ export class ImageService {
   }
 
   async removeTag(context: RequestContext, id: string, tag: string): Promise<void> {
-    const { image, target } = await this.#find(context, id, 'get_image');
+    const { image, target } = await this.#access.find(context, id);
     this.#policy.enforce('modify_image', context, target);
     if (!image.tags.includes(tag)) throw new NotFoundError('The resource could not be found.');
 
@@ -212,7 +213,7 @@ export class ImageService {
   }
 
   async #toggleActive(context: RequestContext, id: string, action: 'deactivate' | 'reactivate') {
-    const { image, target } = await this.#find(context, id, 'get_image');
+    const { image, target } = await this.#access.find(context, id);
     this.#policy.enforce(action, context, target);
 
     const [from, to]: [ImageStatus, ImageStatus] =
@@ -231,37 +232,6 @@ export class ImageService {
       throw new ConflictError(`Image ${next.id} was changed by another request; try again.`);
     }
     return next;
-  }
-
-  /**
-   * Loads an image for an image-scoped call: missing or invisible → 404, and a failing read
-   * policy → 404 as well, so callers cannot probe for images they may not see.
-   */
-  async #find(context: RequestContext, id: string, action: PolicyAction) {
-    const image = ID_SHAPE.test(id) ? await this.#repo.get(id) : null;
-    const member = image ? await this.#isMember(context, image) : false;
-    if (!image || !isImageVisible(context, image, member)) {
-      throw new NotFoundError(`No image found with ID ${id}`);
-    }
-    const target = this.#target(context, image, member);
-    if (!this.#policy.allows(action, context, target)) {
-      throw new NotFoundError(`No image found with ID ${id}`);
-    }
-    return { image, target };
-  }
-
-  async #isMember(context: RequestContext, image: ImageRecord): Promise<boolean> {
-    if (context.projectId === null || image.visibility !== 'shared') return false;
-    if (image.owner === context.projectId) return false;
-    return this.#repo.isMember(image.id, context.projectId);
-  }
-
-  #target(context: RequestContext, image: ImageRecord, member: boolean): PolicyTarget {
-    return {
-      owner: image.owner,
-      visibility: image.visibility,
-      memberId: member ? context.projectId : null,
-    };
   }
 }
 

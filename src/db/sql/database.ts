@@ -7,7 +7,9 @@ import { postgresDialect } from './dialects/postgres.js';
 import { sqliteDialect } from './dialects/sqlite.js';
 import { SqlImageRepository } from './image-repository.js';
 import { createImageTables } from './migrations/0001-images.js';
+import { createImageDataTables } from './migrations/0002-image-data.js';
 import type { Tables } from './tables.js';
+import { SqlDataWriteRegistry } from './write-registry.js';
 
 export interface DatabaseSettings {
   /** Empty for SQLite in dataDir; a postgres:// or postgresql:// URL for PostgreSQL. */
@@ -18,7 +20,10 @@ export interface DatabaseSettings {
 
 /** Forward-only, applied in name order, recorded in kysely_migration. */
 function migrationsFor(dialect: DatabaseDialect): Record<string, Migration> {
-  return { '0001-images': createImageTables(dialect.name) };
+  return {
+    '0001-images': createImageTables(dialect.name),
+    '0002-image-data': createImageDataTables,
+  };
 }
 
 export function openDialect(settings: DatabaseSettings): DatabaseDialect {
@@ -35,6 +40,7 @@ export function openRepositories(settings: DatabaseSettings): MetadataRepositori
 
   return {
     images: new SqlImageRepository(db, dialect),
+    writes: new SqlDataWriteRegistry(db),
     migrate: () => migrate(db, dialect),
     close: () => db.destroy(),
   };

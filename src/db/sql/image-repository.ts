@@ -1,7 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 
 import { ConflictError } from '../../domain/errors.js';
-import type { ImageRecord, ImageStatus } from '../../domain/image.js';
+import type { ImageLocation, ImageRecord, ImageStatus } from '../../domain/image.js';
 import type { ImageListQuery } from '../../domain/list-query.js';
 import type { ImageRepository, ListScope } from '../repository.js';
 import type { DatabaseDialect } from './dialects/dialect.js';
@@ -29,6 +29,7 @@ export class SqlImageRepository implements ImageRepository {
           .execute();
         await insertProperties(trx, image.id, Object.entries(image.properties));
         await insertTags(trx, image.id, image.tags);
+        await saveLocations(trx, { ...image, locations: [] }, image);
       });
     } catch (error) {
       if (this.#dialect.isUniqueViolation(error)) {
@@ -84,6 +85,7 @@ export class SqlImageRepository implements ImageRepository {
 
       await saveProperties(trx, previous, next);
       await saveTags(trx, previous, next);
+      await saveLocations(trx, previous, next);
       return true;
     });
   }
@@ -98,6 +100,7 @@ export class SqlImageRepository implements ImageRepository {
         .execute();
       await trx.deleteFrom('image_properties').where('image_id', '=', id).execute();
       await trx.deleteFrom('image_tags').where('image_id', '=', id).execute();
+      await trx.deleteFrom('image_locations').where('image_id', '=', id).execute();
     });
   }
 
@@ -112,12 +115,12 @@ export class SqlImageRepository implements ImageRepository {
     return row !== undefined;
   }
 
-  /** Attaches tags and properties to rows with two queries, whatever the page size. */
+  /** Attaches tags, properties and locations with three queries, whatever the page size. */
   async #withDetails(rows: ImageRow[]): Promise<ImageRecord[]> {
     if (rows.length === 0) return [];
 
     const ids = rows.map((row) => row.id);
-    const [properties, tags] = await Promise.all([
+    const [properties, tags, locations] = await Promise.all([
       this.#db
         .selectFrom('image_properties')
         .select(['image_id', 'name', 'value'])
@@ -127,6 +130,13 @@ export class SqlImageRepository implements ImageRepository {
         .selectFrom('image_tags')
         .select(['image_id', 'value'])
         .where('image_id', 'in', ids)
+        .execute(),
+      this.#db
+        .selectFrom('image_locations')
+        .select(['image_id', 'url', 'metadata', 'status'])
+        .where('image_id', 'in', ids)
+        .orderBy('image_id')
+        .orderBy('position')
         .execute(),
     ]);
 
@@ -141,8 +151,22 @@ export class SqlImageRepository implements ImageRepository {
       tagsById.set(image_id, [...(tagsById.get(image_id) ?? []), value]);
     }
 
+    const locationsById = new Map<string, ImageLocation[]>();
+    for (const { image_id, url, metadata, status } of locations) {
+      const location = {
+        url,
+        metadata: JSON.parse(metadata) as Record<string, unknown>,
+        status: status as ImageLocation['status'],
+      };
+      locationsById.set(image_id, [...(locationsById.get(image_id) ?? []), location]);
+    }
+
     return rows.map((row) =>
-      toRecord(row, tagsById.get(row.id) ?? [], propertiesById.get(row.id) ?? {}),
+      toRecord(row, {
+        tags: tagsById.get(row.id) ?? [],
+        properties: propertiesById.get(row.id) ?? {},
+        locations: locationsById.get(row.id) ?? [],
+      }),
     );
   }
 }
@@ -199,4 +223,25 @@ async function saveTags(db: Executor, previous: ImageRecord, next: ImageRecord) 
       .execute();
   }
   await insertTags(db, next.id, added);
+}
+
+/** Locations are few and ordered; rewrite the list whenever it changed. */
+async function saveLocations(db: Executor, previous: ImageRecord, next: ImageRecord) {
+  if (JSON.stringify(previous.locations) === JSON.stringify(next.locations)) return;
+
+  await db.deleteFrom('image_locations').where('image_id', '=', next.id).execute();
+  if (next.locations.length === 0) return;
+  await db
+    .insertInto('image_locations')
+    .values(
+      next.locations.map((location, position) => ({
+        image_id: next.id,
+        position,
+        url: location.url,
+        metadata: JSON.stringify(location.metadata),
+        status: location.status,
+        created_at: next.updated_at,
+      })),
+    )
+    .execute();
 }

@@ -1,16 +1,18 @@
 /** Conversion between image rows and ImageRecord. */
 import type { Selectable } from 'kysely';
 
-import type { ImageRecord, ImageStatus, Visibility } from '../../domain/image.js';
+import type { ImageLocation, ImageRecord, ImageStatus, Visibility } from '../../domain/image.js';
 import type { ImagesTable } from './tables.js';
 
 export type ImageRow = Selectable<ImagesTable>;
 
-export function toRecord(
-  row: ImageRow,
-  tags: string[],
-  properties: Record<string, string>,
-): ImageRecord {
+export interface ImageDetails {
+  tags: string[];
+  properties: Record<string, string>;
+  locations: ImageLocation[];
+}
+
+export function toRecord(row: ImageRow, details: ImageDetails): ImageRecord {
   return {
     id: row.id,
     name: row.name,
@@ -30,8 +32,7 @@ export function toRecord(
     min_disk: row.min_disk,
     created_at: row.created_at,
     updated_at: row.updated_at,
-    tags,
-    properties,
+    ...details,
   };
 }
 

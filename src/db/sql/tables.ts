@@ -50,9 +50,37 @@ export interface ImageMembersTable {
   deleted: number;
 }
 
+export interface ImageLocationsTable {
+  image_id: string;
+  /** Order of the location within the image, as clients see the list. */
+  position: number;
+  url: string;
+  /** JSON object. */
+  metadata: string;
+  status: string;
+  created_at: string;
+}
+
+export interface WorkersTable {
+  id: string;
+  hostname: string;
+  pid: number;
+  heartbeat_at: string;
+}
+
+export interface DataWritesTable {
+  image_id: string;
+  kind: string;
+  worker_id: string;
+  started_at: string;
+}
+
 export interface Tables {
   images: ImagesTable;
   image_properties: ImagePropertiesTable;
   image_tags: ImageTagsTable;
   image_members: ImageMembersTable;
+  image_locations: ImageLocationsTable;
+  workers: WorkersTable;
+  data_writes: DataWritesTable;
 }

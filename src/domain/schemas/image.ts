@@ -191,4 +191,3 @@ export function imagesSchema(formats: FormatLists): JsonSchema {
     ],
   };
 }
-

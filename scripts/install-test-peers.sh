@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Installs the outside programs the test suites drive (the glance and openstack CLIs, qemu-img),
+# from Debian packages, without prompting. Safe to run again: a peer whose commands are already
+# present costs nothing, and apt is not touched at all when every peer is present.
+#
+# Usage: scripts/install-test-peers.sh [peer...]   (default: every peer in PEERS)
+#
+# Adding a peer (Keystone, Swift, ...): write peer_<name>, which calls need_command for each
+# command it relies on, and optionally setup_<name>, which runs after the packages are installed
+# (to start a service, bootstrap accounts, ...). Then add <name> to PEERS.
+set -euo pipefail
+
+PEERS=(glance_cli openstack_cli qemu_img)
+
+# Debian packages queued by the peer functions, installed in one apt transaction.
+MISSING_PACKAGES=()
+# Commands that must exist once the queued packages are installed.
+EXPECTED_COMMANDS=()
+
+log() { printf 'install-test-peers: %s\n' "$*"; }
+die() { printf 'install-test-peers: error: %s\n' "$*" >&2; exit 1; }
+
+# need_command COMMAND PACKAGE: queue PACKAGE unless COMMAND is already on PATH.
+need_command() {
+  local command=$1 package=$2
+  EXPECTED_COMMANDS+=("$command")
+  if command -v "$command" >/dev/null 2>&1; then
+    log "$command: present ($(command -v "$command"))"
+  else
+    log "$command: missing, will install $package"
+    MISSING_PACKAGES+=("$package")
+  fi
+}
+
+peer_glance_cli() { need_command glance python3-glanceclient; }
+peer_openstack_cli() { need_command openstack python3-openstackclient; }
+peer_qemu_img() { need_command qemu-img qemu-utils; }
+
+# Root runs apt directly; anyone else goes through sudo, which may ask for a password.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    die "installing packages needs root or sudo: $*"
+  fi
+}
+
+install_missing_packages() {
+  if [ ${#MISSING_PACKAGES[@]} -eq 0 ]; then
+    log "every peer is present; skipping apt"
+    return
+  fi
+  command -v apt-get >/dev/null 2>&1 ||
+    die "apt-get not found; install these packages by hand: ${MISSING_PACKAGES[*]}"
+
+  # Deduplicated, since two peers may share a package.
+  local packages
+  mapfile -t packages < <(printf '%s\n' "${MISSING_PACKAGES[@]}" | sort -u)
+  log "installing: ${packages[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${packages[@]}" </dev/null
+}
+
+check_commands() {
+  local command
+  for command in "${EXPECTED_COMMANDS[@]}"; do
+    command -v "$command" >/dev/null 2>&1 || die "$command is still missing after installing"
+  done
+}
+
+main() {
+  local peers=("$@") peer
+  [ ${#peers[@]} -gt 0 ] || peers=("${PEERS[@]}")
+
+  for peer in "${peers[@]}"; do
+    declare -F "peer_$peer" >/dev/null || die "unknown peer '$peer' (known: ${PEERS[*]})"
+    "peer_$peer"
+  done
+  install_missing_packages
+  check_commands
+  for peer in "${peers[@]}"; do
+    if declare -F "setup_$peer" >/dev/null; then "setup_$peer"; fi
+  done
+  log "done"
+}
+
+main "$@"

@@ -1,0 +1,104 @@
+/**
+ * PUT /v2/images/{id}/file, GET /v2/images/{id}/file and PUT /v2/images/{id}/stage.
+ *
+ * Request bodies are not parsed or buffered: the handler reads the raw request stream, so an
+ * upload flows through the pipeline into the store with a fixed amount of memory.
+ */
+import { pipeline } from 'node:stream/promises';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+import { InvalidInputError, UnsupportedMediaTypeError } from '../../domain/errors.js';
+import { verifyingStream } from '../../pipeline/verify.js';
+import type { ImageDataService } from '../../services/image-data.js';
+import { requestedRange } from '../range.js';
+import { refuseBody, resource } from '../resource.js';
+
+type IdParams = { Params: { id: string } };
+
+export interface ImageDataRouteOptions {
+  readonly data: ImageDataService;
+  /** Check downloads against the stored MD5 while streaming. */
+  readonly verifyDownloads: boolean;
+}
+
+export function imageDataRoutes({ data, verifyDownloads }: ImageDataRouteOptions) {
+  const receive =
+    (operation: 'upload' | 'stage') =>
+    async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
+      checkOctetStream(request.headers['content-type']);
+      const declaredSize = declaredSizeOf(request);
+      try {
+        await data[operation](request.glimpse, request.params.id, {
+          body: request.raw,
+          declaredSize,
+        });
+      } catch (error) {
+        // The client may still be sending; close the connection rather than read it all.
+        if (!request.raw.complete) reply.header('connection', 'close');
+        throw error;
+      }
+      return reply.code(204).send();
+    };
+
+  const download = async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
+    refuseBody(request);
+    const { image, open } = await data.download(request.glimpse, request.params.id);
+    if (!open) return reply.code(204).send();
+
+    const size = image.size ?? 0;
+    const range = requestedRange(request.headers, size);
+    const stream = await open(range ?? undefined);
+
+    reply.header('content-type', 'application/octet-stream');
+    if (image.checksum) reply.header('content-md5', image.checksum);
+    if (range) {
+      reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
+      reply.header('content-length', range.end - range.start + 1);
+      return reply.send(stream);
+    }
+    reply.header('content-length', size);
+    if (!verifyDownloads || !image.checksum) return reply.send(stream);
+
+    const checked = verifyingStream(image.checksum);
+    pipeline(stream, checked).catch((error: unknown) => {
+      request.log.error(
+        { err: error, image_id: image.id },
+        'image data failed its checksum on download; the response was aborted. ' +
+          'Restore the image from a good copy or delete it.',
+      );
+    });
+    return reply.send(checked);
+  };
+
+  return async (app: FastifyInstance): Promise<void> => {
+    // Leave bodies unread for the handlers to stream.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+    resource(app, '/v2/images/:id/file', { PUT: receive('upload'), GET: download } as never);
+    resource(app, '/v2/images/:id/stage', { PUT: receive('stage') } as never);
+  };
+}
+
+function checkOctetStream(contentType: string | undefined): void {
+  const media = (contentType ?? '').split(';')[0]?.trim().toLowerCase();
+  if (media !== 'application/octet-stream') {
+    throw new UnsupportedMediaTypeError(
+      `The request media type ${contentType ?? 'None'} is not supported by this server.`,
+    );
+  }
+}
+
+/** x-openstack-image-size wins over Content-Length; both absent means unknown. */
+function declaredSizeOf(request: FastifyRequest): number | null {
+  const header = request.headers['x-openstack-image-size'];
+  if (header !== undefined) {
+    const text = Array.isArray(header) ? (header[0] ?? '') : header;
+    if (!/^\d{1,19}$/.test(text.trim())) {
+      throw new InvalidInputError('Invalid or missing image size in request headers.');
+    }
+    return Number(text.trim());
+  }
+  const length = request.headers['content-length'];
+  return length === undefined ? null : Number(length);
+}

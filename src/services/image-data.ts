@@ -1,0 +1,248 @@
+/**
+ * Image data use cases: upload, download and staging. Every byte goes through the ingest
+ * pipeline; the image only becomes `active` once its data is committed to the store, and any
+ * failure puts it back to `queued` with nothing left in the store.
+ */
+import type { Readable } from 'node:stream';
+
+import type { RequestContext } from '../domain/context.js';
+import {
+  ConflictError,
+  ForbiddenError,
+  GlimpseError,
+  GoneError,
+  UnavailableError,
+  UnsupportedMediaTypeError,
+} from '../domain/errors.js';
+import { transition, type ImageRecord, type ImageStatus } from '../domain/image.js';
+import type { DataWriteKind, DataWriteRegistry } from '../db/repository.js';
+import { ingest, type IngestResult } from '../pipeline/ingest.js';
+import type { StoreRegistry } from '../stores/registry.js';
+import {
+  StoreNotFoundError,
+  StoreUnavailableError,
+  type ByteRange,
+  type ImageStore,
+  type StoreWriter,
+} from '../stores/store.js';
+import type { ImageAccess } from './image-access.js';
+import type { ImageDataRemover } from './images.js';
+
+export interface DataSettings {
+  readonly sizeCap: number;
+  readonly hashingAlgorithm: string;
+  /** Identity of this process in the write registry. */
+  readonly workerId: string;
+}
+
+export interface UploadRequest {
+  readonly body: AsyncIterable<Buffer>;
+  readonly declaredSize: number | null;
+}
+
+export interface Download {
+  readonly image: ImageRecord;
+  /** Opens the data, or part of it; null when the image has no data (answered with 204). */
+  readonly open: ((range?: ByteRange) => Promise<Readable>) | null;
+}
+
+export class ImageDataService implements ImageDataRemover {
+  readonly #access: ImageAccess;
+  readonly #stores: StoreRegistry;
+  readonly #writes: DataWriteRegistry;
+  readonly #settings: DataSettings;
+
+  constructor(
+    access: ImageAccess,
+    stores: StoreRegistry,
+    writes: DataWriteRegistry,
+    settings: DataSettings,
+  ) {
+    this.#access = access;
+    this.#stores = stores;
+    this.#writes = writes;
+    this.#settings = settings;
+  }
+
+  async upload(context: RequestContext, id: string, request: UploadRequest): Promise<void> {
+    const { image, target } = await this.#access.find(context, id);
+    this.#access.enforce('upload_image', context, target);
+
+    const saving = await this.#begin(image, 'saving', 'upload');
+    const store = this.#stores.defaultStore;
+    await this.#write(saving, 'upload', store, async (writer) => {
+      const result = await ingest(request.body, writer, {
+        sizeCap: this.#settings.sizeCap,
+        declaredSize: request.declaredSize,
+        hashAlgo: image.os_hash_algo ?? this.#settings.hashingAlgorithm,
+        inspectAs: image.container_format === 'bare' ? image.disk_format : null,
+      });
+      checkVerdict(result);
+      const url = await writer.commit();
+      return activated(saving, result, url, store.id);
+    });
+  }
+
+  async stage(context: RequestContext, id: string, request: UploadRequest): Promise<void> {
+    const { image, target } = await this.#access.find(context, id);
+    this.#access.enforce('modify_image', context, target);
+
+    const uploading = await this.#begin(image, 'uploading', 'stage');
+    await this.#write(uploading, 'stage', this.#stores.staging, async (writer) => {
+      const result = await ingest(request.body, writer, {
+        sizeCap: this.#settings.sizeCap,
+        declaredSize: request.declaredSize,
+        hashAlgo: null,
+        inspectAs: null,
+      });
+      await writer.commit();
+      return { ...uploading, size: result.size, updated_at: now() };
+    });
+  }
+
+  async download(context: RequestContext, id: string): Promise<Download> {
+    const { image, target } = await this.#access.find(context, id);
+    if (image.status === 'deactivated' && !context.isAdmin) {
+      throw new ForbiddenError(
+        'The requested image has been deactivated. Image data download is forbidden.',
+      );
+    }
+    this.#access.enforce('download_image', context, target);
+
+    const locations = image.locations.filter((location) => location.status === 'active');
+    if (locations.length === 0) return { image, open: null };
+    return { image, open: (range) => this.#openFirst(image, locations, range) };
+  }
+
+  /** Tries each copy in order, falling through to the next when one is missing or down. */
+  async #openFirst(
+    image: ImageRecord,
+    locations: ImageRecord['locations'],
+    range?: ByteRange,
+  ): Promise<Readable> {
+    let lastError: unknown;
+    for (const location of locations) {
+      try {
+        return await this.#stores.forLocation(location.metadata).read(location.url, range);
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    if (lastError instanceof StoreNotFoundError) {
+      throw new UnavailableError(`The data of image ${image.id} is missing from its store.`, {
+        cause: lastError,
+      });
+    }
+    throw new UnavailableError(`The store holding image ${image.id} is unavailable.`, {
+      cause: lastError,
+    });
+  }
+
+  async removeData(image: ImageRecord): Promise<void> {
+    for (const location of image.locations) {
+      await this.#stores.forLocation(location.metadata).delete(location.url);
+    }
+    await this.#stores.staging.delete(this.#stores.staging.locationOf(image.id));
+  }
+
+  /** Moves the image out of queued, claiming it so that a racing write gets 409. */
+  async #begin(image: ImageRecord, to: ImageStatus, kind: DataWriteKind): Promise<ImageRecord> {
+    if (image.status !== 'queued') {
+      throw new ConflictError(
+        `Image status transition from ${image.status} to ${to} is not allowed`,
+      );
+    }
+    const next = { ...image, ...transition(image, to), updated_at: now() };
+    if (!(await this.#access.repo.save(image, next))) {
+      throw new ConflictError(`Image status transition from queued to ${to} is not allowed`);
+    }
+    await this.#writes.begin({ imageId: image.id, kind, workerId: this.#settings.workerId });
+    return next;
+  }
+
+  /**
+   * Runs one write from `saving`/`uploading` to its final state. On any failure the data is
+   * discarded and the image goes back to queued; if the image was deleted meanwhile, 410.
+   */
+  async #write(
+    image: ImageRecord,
+    kind: DataWriteKind,
+    store: ImageStore,
+    body: (writer: StoreWriter) => Promise<ImageRecord>,
+  ): Promise<void> {
+    let writer: StoreWriter | null = null;
+    try {
+      writer = await store.createWriter(image.id).catch((error: unknown) => {
+        throw unavailable(store, error);
+      });
+      const finished = await body(writer).catch((error: unknown) => {
+        throw error instanceof StoreUnavailableError ? unavailable(store, error) : error;
+      });
+      if (!(await this.#access.repo.save(image, finished))) {
+        await this.#discardCommitted(finished, kind, store);
+        throw new GoneError(`Image ${image.id} was deleted during the ${kind}.`);
+      }
+    } catch (error) {
+      await writer?.abort();
+      await this.#requeue(image);
+      throw error;
+    } finally {
+      await this.#writes.end(image.id);
+    }
+  }
+
+  async #discardCommitted(image: ImageRecord, kind: DataWriteKind, store: ImageStore) {
+    if (kind === 'stage') {
+      await store.delete(store.locationOf(image.id));
+      return;
+    }
+    for (const location of image.locations) await store.delete(location.url);
+  }
+
+  /** Back to queued, unless something else (a delete) changed the image meanwhile. */
+  async #requeue(image: ImageRecord): Promise<void> {
+    const queued = { ...image, ...transition(image, 'queued'), updated_at: now() };
+    await this.#access.repo.save(image, queued);
+  }
+}
+
+function checkVerdict(result: IngestResult): void {
+  const verdict = result.verdict;
+  if (verdict && !verdict.ok) {
+    throw new UnsupportedMediaTypeError(
+      'The request media type application/octet-stream is not supported by this server.',
+      { detail: verdict.message },
+    );
+  }
+}
+
+function activated(
+  image: ImageRecord,
+  result: IngestResult,
+  url: string,
+  storeId: string,
+): ImageRecord {
+  const verdict = result.verdict?.ok ? result.verdict : null;
+  return {
+    ...image,
+    ...transition(image, 'active'),
+    size: result.size,
+    virtual_size: verdict?.virtualSize ?? null,
+    checksum: result.checksum,
+    os_hash_algo: result.hashAlgo,
+    os_hash_value: result.hashValue,
+    locations: [...image.locations, { url, metadata: { store: storeId }, status: 'active' }],
+    updated_at: now(),
+  };
+}
+
+function unavailable(store: ImageStore, error: unknown): GlimpseError {
+  if (error instanceof GlimpseError) return error;
+  return new UnavailableError(`Image store ${store.id} is unavailable: ${String(error)}`, {
+    cause: error,
+  });
+}
+
+function now(): string {
+  return new Date().toISOString();
+}

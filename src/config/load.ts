@@ -1,3 +1,4 @@
+import { getHashes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 
@@ -23,7 +24,9 @@ export function loadConfig(
   const merged: RawConfig = { ...defaults(), ...fromFile, ...fromEnv, ...overrides };
 
   validate(merged);
-  return Object.freeze(merged) as Config;
+  const config = Object.freeze(merged) as Config;
+  checkMeaning(config);
+  return config;
 }
 
 function defaults(): RawConfig {
@@ -117,4 +120,18 @@ function validate(config: RawConfig): void {
   }
   const name = error.instancePath.split('/')[1] ?? '?';
   throw new ConfigError(`option '${name}' ${error.message ?? 'is invalid'}`);
+}
+
+/** Rules a JSON schema cannot express. */
+function checkMeaning(config: Config): void {
+  if (config.database_url && !/^(postgres(ql)?:\/\/|sqlite:)/.test(config.database_url)) {
+    throw new ConfigError(
+      "option 'database_url' must be empty, sqlite:<path> or a postgres:// URL",
+    );
+  }
+  if (!getHashes().includes(config.hashing_algorithm)) {
+    throw new ConfigError(
+      `option 'hashing_algorithm' names an unknown digest '${config.hashing_algorithm}'`,
+    );
+  }
 }

@@ -87,11 +87,6 @@ export const OPTIONS = {
     default: 128,
     description: 'Tags per image (negative: unlimited).',
   },
-  image_member_quota: {
-    type: 'integer',
-    default: 128,
-    description: 'Members per image (negative: unlimited).',
-  },
   image_size_cap: {
     type: 'integer',
     default: TIB,
@@ -151,11 +146,11 @@ export const OPTIONS = {
     minimum: 1024,
     description: 'Largest JSON request body accepted.',
   },
-  request_timeout_seconds: {
+  client_idle_timeout_seconds: {
     type: 'integer',
     default: 300,
     minimum: 1,
-    description: 'Time a client has to send a complete request (headers and JSON body).',
+    description: 'A connection on which the client sends nothing for this long is closed.',
   },
 } as const satisfies Record<string, OptionSpec>;
 

@@ -5,7 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import Fastify, {
+  LogController,
   type FastifyBaseLogger,
+  type FastifyReply,
   type FastifyInstance,
   type FastifyRequest,
 } from 'fastify';
@@ -46,16 +48,15 @@ export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyIn
   const { config } = deps;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
-    disableRequestLogging: true,
-    requestIdLogLabel: 'request_id',
+    logController: new RequestLog(),
     genReqId: (request) => requestIdOf(request, config.max_request_id_length),
     rewriteUrl: negotiateUrl,
     exposeHeadRoutes: false,
     bodyLimit: config.max_json_body_bytes,
     // A stalled client is cut off after this much idle time.
-    connectionTimeout: config.request_timeout_seconds * 1000,
+    connectionTimeout: config.client_idle_timeout_seconds * 1000,
     // Long ids must reach the routes, which answer 404 as upstream does (not 414).
-    maxParamLength: 2048,
+    routerOptions: { maxParamLength: 2048 },
     frameworkErrors: (error, request, reply) => handleError(error, request, reply),
   });
 
@@ -73,6 +74,31 @@ export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyIn
     imageDataRoutes({ data: deps.data, verifyDownloads: config.verify_download_checksum }),
   );
   return app;
+}
+
+/** One log line per request, when it completes, with its id, route, status and duration. */
+class RequestLog extends LogController {
+  constructor() {
+    super({ requestIdLogLabel: 'request_id' });
+  }
+
+  override incomingRequest(): void {}
+
+  override requestCompleted(
+    _error: Error | null | undefined,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): void {
+    request.log.info(
+      {
+        method: request.method,
+        route: request.routeOptions.url ?? null,
+        status: reply.statusCode,
+        duration_ms: Math.round(reply.elapsedTime * 100) / 100,
+      },
+      'request completed',
+    );
+  }
 }
 
 /** Upstream adopts a client's request id (adding the req- prefix) instead of minting one. */
@@ -103,18 +129,6 @@ function registerHooks(app: FastifyInstance, deps: HttpDependencies): void {
       return sendError(request, reply, 431, 'The request id is too long.');
     }
     if (request.url.startsWith('/v2/')) await authenticate(request, deps.authenticator);
-  });
-
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
-      {
-        method: request.method,
-        route: request.routeOptions.url ?? null,
-        status: reply.statusCode,
-        duration_ms: Math.round(reply.elapsedTime * 100) / 100,
-      },
-      'request completed',
-    );
   });
 }
 

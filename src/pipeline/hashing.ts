@@ -196,9 +196,6 @@ class HashWorker {
   async terminate(): Promise<void> {
     this.closing = true;
     this.failLanes(new Error('hash pool closed'));
-
-    // An unreferenced thread would let the process exit before its exit event settles this.
-    this.worker.ref();
     await this.worker.terminate();
   }
 
@@ -208,6 +205,8 @@ class HashWorker {
   }
 
   private receive(reply: WorkerReply): void {
+    // Replies still queued when termination began must not unreference the dying thread.
+    if (this.closing) return;
     if (--this.outstanding === 0) this.worker.unref();
 
     if (typeof reply === 'number') {

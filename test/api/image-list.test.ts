@@ -151,11 +151,13 @@ for (const database of await testDatabases()) {
   describe(`image list API on ${database.name}`, { skip: database.skip ?? false }, () => {
     describe('visibility', () => {
       const harness = useHarness(database);
+      const ids = new Map<string, string>();
 
       before(async () => {
         const h = harness();
         const make = async (name: string, body: Record<string, unknown>, headers: Headers) => {
           const image = await h.create({ name, ...body }, headers);
+          ids.set(name, image.id);
           return image.id;
         };
 
@@ -347,6 +349,36 @@ for (const database of await testDatabases()) {
         ]);
       });
 
+      it('lists for project readers and refuses projects without a reader role', async () => {
+        await expectNames('', asProject('alice', 'reader'), ALICE_DEFAULT);
+        const response = await harness().get('', asProject('alice', 'observer'));
+        assert.equal(response.statusCode, 403, response.body);
+      });
+
+      it('accepts as marker any image the caller may see, listed or not', async () => {
+        const markerStatus = async (name: string, headers: Headers) => {
+          const id = ids.get(name) ?? assert.fail(`no image named ${name}`);
+          return (await harness().get(`marker=${id}`, headers)).statusCode;
+        };
+        for (const name of ['a-private', 'a-hidden', 'b-public', 'b-community']) {
+          assert.equal(await markerStatus(name, ALICE), 200, name);
+        }
+        // A membership in any status makes a shared image visible, unless it was removed.
+        for (const name of ['b-shared-accepted', 'b-shared-pending', 'b-shared-rejected']) {
+          assert.equal(await markerStatus(name, ALICE), 200, name);
+        }
+        for (const name of [
+          'b-private',
+          'b-shared-unshared',
+          'b-shared-carol',
+          'b-shared-revoked',
+        ]) {
+          assert.equal(await markerStatus(name, ALICE), 403, name);
+        }
+        assert.equal(await markerStatus('b-private', ADMIN), 200);
+        assert.equal(await markerStatus('a-deleted', ALICE), 400);
+      });
+
       it('never lists deleted or killed images', async () => {
         const everything = [
           '',
@@ -424,6 +456,7 @@ for (const database of await testDatabases()) {
         mid = new Date().toISOString();
         await sleep(15);
         await make({ name: 'late' });
+        await sleep(5);
         const patched = await h.t.request({
           method: 'PATCH',
           url: `/v2/images/${beta}`,
@@ -544,6 +577,25 @@ for (const database of await testDatabases()) {
         await expectNames(`min_ram=${enc(' +0512')}`, ['alpha', 'glass, darkly']);
         await expectNames('min_ram=0', but('alpha', 'glass, darkly'));
         await expectNames('min_disk=1', []);
+      });
+
+      it('sorts by updated_at and by the formats, a missing format first', async () => {
+        const page = await harness().list('sort_key=updated_at&limit=2');
+        assert.deepEqual(
+          page.images.map((image) => image.name),
+          ['beta', 'late'],
+        );
+        const four = `name=${enc('in:alpha,beta,"glass, darkly",late')}`;
+        const byDisk = await harness().list(`${four}&sort_key=disk_format&sort_dir=asc`);
+        assert.deepEqual(
+          byDisk.images.map((image) => image.name),
+          ['late', 'alpha', 'beta', 'glass, darkly'],
+        );
+        const byContainer = await harness().list(`${four}&sort=container_format:desc,name:asc`);
+        assert.deepEqual(
+          byContainer.images.map((image) => image.name),
+          ['glass, darkly', 'alpha', 'beta', 'late'],
+        );
       });
 
       it('combines filters with AND', async () => {
@@ -849,6 +901,7 @@ for (const database of await testDatabases()) {
         assert.equal(list.images.length, 25);
         assert.equal(list.first, '/v2/images');
         assert.equal(list.next, `/v2/images?marker=${list.images.at(-1)?.id}`);
+        assert.equal((await harness().list('/v2/images?')).first, '/v2/images');
       });
 
       it('encodes link parameters as upstream does', async () => {

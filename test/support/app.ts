@@ -13,6 +13,8 @@ import type { TestDatabase } from './databases.js';
 export interface TestApp {
   readonly app: Application;
   readonly dataDir: string;
+  /** The metadata database URL the app was given: empty for SQLite in `dataDir`. */
+  readonly databaseUrl: string;
   request(options: InjectOptions): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
 }
@@ -37,6 +39,7 @@ export async function startTestApp(
   return {
     app,
     dataDir,
+    databaseUrl: db.url,
     request: (request) => app.http.inject(request),
     async close() {
       await app.close();

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 
+import type { Authenticator } from './auth/authenticator.js';
+import { KeystoneAuthenticator } from './auth/keystone.js';
 import { NoAuthAuthenticator } from './auth/noauth.js';
 import type { Config } from './config/schema.js';
 import { Policy } from './domain/policy.js';
@@ -16,6 +18,7 @@ import { closeHashPool } from './pipeline/hashing.js';
 import { ImageAccess } from './services/image-access.js';
 import { ImageDataService } from './services/image-data.js';
 import { ImageService } from './services/images.js';
+import { MemberService } from './services/members.js';
 import { WriteRecovery } from './services/write-recovery.js';
 import { FileStore } from './stores/file/file-store.js';
 import { StoreRegistry } from './stores/registry.js';
@@ -40,6 +43,21 @@ async function buildStores(config: Config): Promise<StoreRegistry> {
   });
   await Promise.all([file.init(), staging.init()]);
   return new StoreRegistry(file, staging);
+}
+
+function buildAuthenticator(config: Config): Authenticator {
+  if (config.auth_strategy === 'noauth') return new NoAuthAuthenticator();
+  return new KeystoneAuthenticator({
+    authUrl: config.keystone_auth_url,
+    username: config.keystone_username,
+    password: config.keystone_password,
+    projectName: config.keystone_project_name,
+    userDomainName: config.keystone_user_domain_name,
+    projectDomainName: config.keystone_project_domain_name,
+    cacheSeconds: config.token_cache_seconds,
+    cacheSize: config.token_cache_size,
+    timeoutSeconds: config.keystone_timeout_seconds,
+  });
 }
 
 export async function buildApplication(config: Config, logger: Logger): Promise<Application> {
@@ -72,8 +90,9 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
   );
   await recovery.start();
 
-  const authenticator = new NoAuthAuthenticator();
-  const http = await buildHttpServer({ config, logger, authenticator, images, data });
+  const authenticator = buildAuthenticator(config);
+  const members = new MemberService(access, repositories.members, config.image_member_quota);
+  const http = await buildHttpServer({ config, logger, authenticator, images, data, members });
 
   return {
     http,

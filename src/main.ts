@@ -20,6 +20,8 @@ async function main(): Promise<void> {
       'auth_strategy is noauth: identity headers are trusted and callers without them are ' +
         'admins. Use it only for development, never on a network others can reach.',
     );
+  } else {
+    logger.info({ keystone: config.keystone_auth_url }, 'auth_strategy is keystone');
   }
 
   const shutdown = (signal: string) => {

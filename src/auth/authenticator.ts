@@ -6,6 +6,8 @@ export interface Identity {
   readonly userId: string | null;
   /** Expanded, lower-cased role names. */
   readonly roles: readonly string[];
+  /** Roles of a service token sent beside the user's (X-Service-Token), if any. */
+  readonly serviceRoles?: readonly string[];
 }
 
 /**
@@ -14,5 +16,7 @@ export interface Identity {
  */
 export interface Authenticator {
   readonly mode: string;
+  /** WWW-Authenticate value sent with every 401, telling clients where to get a token. */
+  readonly challenge?: string;
   authenticate(headers: IncomingHttpHeaders): Promise<Identity>;
 }

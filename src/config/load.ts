@@ -129,6 +129,13 @@ function checkMeaning(config: Config): void {
       "option 'database_url' must be empty, sqlite:<path> or a postgres:// URL",
     );
   }
+  if (config.auth_strategy === 'keystone') {
+    for (const name of ['keystone_auth_url', 'keystone_password'] as const) {
+      if (!config[name]) {
+        throw new ConfigError(`option '${name}' must be set when auth_strategy is keystone`);
+      }
+    }
+  }
   if (!getHashes().includes(config.hashing_algorithm)) {
     throw new ConfigError(
       `option 'hashing_algorithm' names an unknown digest '${config.hashing_algorithm}'`,

@@ -49,10 +49,56 @@ export const OPTIONS = {
   auth_strategy: {
     type: 'string',
     default: 'noauth',
-    enum: ['noauth'],
+    enum: ['noauth', 'keystone'],
     description:
-      'noauth trusts X-Project-Id, X-User-Id and X-Roles headers (development only; ' +
-      'a caller sending none of them is an admin).',
+      'keystone validates X-Auth-Token with Keystone. noauth trusts X-Project-Id, X-User-Id ' +
+      'and X-Roles headers (development only; a caller sending none of them is an admin).',
+  },
+  keystone_auth_url: {
+    type: 'string',
+    default: '',
+    description: 'Keystone identity API, e.g. http://127.0.0.1:5000/v3 (keystone mode).',
+  },
+  keystone_username: {
+    type: 'string',
+    default: 'glimpse',
+    description: 'Service user that validates tokens (needs the service or admin role).',
+  },
+  keystone_password: { type: 'string', default: '', description: 'Password of the service user.' },
+  keystone_project_name: {
+    type: 'string',
+    default: 'service',
+    description: 'Project the service user scopes its token to.',
+  },
+  keystone_user_domain_name: {
+    type: 'string',
+    default: 'Default',
+    description: 'Domain of the service user.',
+  },
+  keystone_project_domain_name: {
+    type: 'string',
+    default: 'Default',
+    description: 'Domain of the service project.',
+  },
+  token_cache_seconds: {
+    type: 'integer',
+    default: 300,
+    minimum: 0,
+    description:
+      'How long a validated token is trusted without asking Keystone again; a revoked ' +
+      'token keeps working at most this long.',
+  },
+  token_cache_size: {
+    type: 'integer',
+    default: 10000,
+    minimum: 1,
+    description: 'Validated tokens kept in memory.',
+  },
+  keystone_timeout_seconds: {
+    type: 'integer',
+    default: 5,
+    minimum: 1,
+    description: 'Time allowed for each call to Keystone before answering 503.',
   },
   log_level: {
     type: 'string',
@@ -86,6 +132,11 @@ export const OPTIONS = {
     type: 'integer',
     default: 128,
     description: 'Tags per image (negative: unlimited).',
+  },
+  image_member_quota: {
+    type: 'integer',
+    default: 128,
+    description: 'Members per image (negative: unlimited).',
   },
   image_size_cap: {
     type: 'integer',

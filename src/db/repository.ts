@@ -39,6 +39,27 @@ export interface ImageRepository {
   isMember(imageId: string, projectId: string): Promise<boolean>;
 }
 
+export type MemberStatus = 'pending' | 'accepted' | 'rejected';
+
+export interface MemberRecord {
+  readonly image_id: string;
+  readonly member_id: string;
+  readonly status: MemberStatus;
+  readonly created_at: string;
+  readonly updated_at: string;
+}
+
+/** Projects an image is shared with. Removed memberships are kept and revived on re-add. */
+export interface MemberRepository {
+  list(imageId: string): Promise<MemberRecord[]>;
+  get(imageId: string, memberId: string): Promise<MemberRecord | null>;
+  count(imageId: string): Promise<number>;
+  /** Adds a pending membership. Throws ConflictError when the project already is a member. */
+  add(imageId: string, memberId: string): Promise<MemberRecord>;
+  setStatus(imageId: string, memberId: string, status: MemberStatus): Promise<MemberRecord>;
+  remove(imageId: string, memberId: string): Promise<void>;
+}
+
 /** A server process, as recorded for recovering the work it leaves behind if it dies. */
 export interface WorkerRecord {
   readonly id: string;
@@ -72,6 +93,7 @@ export interface DataWriteRegistry {
 
 export interface MetadataRepositories {
   readonly images: ImageRepository;
+  readonly members: MemberRepository;
   readonly writes: DataWriteRegistry;
   /** Applies pending schema migrations; safe to run from several processes at once. */
   migrate(): Promise<void>;

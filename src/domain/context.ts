@@ -6,6 +6,8 @@ export interface RequestContext {
   /** Lower-cased role names, with implied roles already expanded (admin ⇒ member ⇒ reader). */
   readonly roles: readonly string[];
   readonly isAdmin: boolean;
+  /** Roles of an accompanying service token (X-Service-Token), if one was sent. */
+  readonly serviceRoles?: readonly string[];
 }
 
 /** Roles each role implies, as Keystone's default role inference rules define them. */

@@ -19,6 +19,8 @@ import type { RequestContext } from '../domain/context.js';
 import { UnauthorizedError } from '../domain/errors.js';
 import type { ImageDataService } from '../services/image-data.js';
 import type { ImageService } from '../services/images.js';
+import type { MemberService } from '../services/members.js';
+import { imageMemberRoutes } from './routes/image-members.js';
 import { imageDataRoutes } from './routes/image-data.js';
 import { imageRoutes } from './routes/images.js';
 import { imageTagRoutes } from './routes/image-tags.js';
@@ -40,6 +42,7 @@ export interface HttpDependencies {
   readonly authenticator: Authenticator;
   readonly images: ImageService;
   readonly data: ImageDataService;
+  readonly members: MemberService;
 }
 
 const REQUEST_ID_HEADER = 'x-openstack-request-id';
@@ -70,6 +73,7 @@ export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyIn
   await app.register(schemaRoutes(config));
   await app.register(imageRoutes(deps));
   await app.register(imageTagRoutes(deps));
+  await app.register(imageMemberRoutes(deps.members));
   await app.register(
     imageDataRoutes({ data: deps.data, verifyDownloads: config.verify_download_checksum }),
   );
@@ -128,7 +132,7 @@ function registerHooks(app: FastifyInstance, deps: HttpDependencies): void {
     if (tooLongRequestId(request, deps.config.max_request_id_length)) {
       return sendError(request, reply, 431, 'The request id is too long.');
     }
-    if (request.url.startsWith('/v2/')) await authenticate(request, deps.authenticator);
+    if (request.url.startsWith('/v2/')) await authenticate(request, reply, deps.authenticator);
   });
 }
 
@@ -138,9 +142,20 @@ function tooLongRequestId(request: FastifyRequest, maxLength: number): boolean {
   return value !== undefined && value.length > maxLength;
 }
 
-async function authenticate(request: FastifyRequest, authenticator: Authenticator) {
-  const identity = await authenticator.authenticate(request.headers);
-  if (!identity) throw new UnauthorizedError('This server could not verify your identity.');
+async function authenticate(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  authenticator: Authenticator,
+) {
+  let identity;
+  try {
+    identity = await authenticator.authenticate(request.headers);
+  } catch (error) {
+    if (error instanceof UnauthorizedError && authenticator.challenge) {
+      reply.header('www-authenticate', authenticator.challenge);
+    }
+    throw error;
+  }
   request.glimpse = {
     ...identity,
     requestId: request.id,

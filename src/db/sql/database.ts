@@ -6,6 +6,7 @@ import type { DatabaseDialect } from './dialects/dialect.js';
 import { postgresDialect } from './dialects/postgres.js';
 import { sqliteDialect } from './dialects/sqlite.js';
 import { SqlImageRepository } from './image-repository.js';
+import { SqlMemberRepository } from './member-repository.js';
 import { createImageTables } from './migrations/0001-images.js';
 import { createImageDataTables } from './migrations/0002-image-data.js';
 import type { Tables } from './tables.js';
@@ -40,6 +41,7 @@ export function openRepositories(settings: DatabaseSettings): MetadataRepositori
 
   return {
     images: new SqlImageRepository(db, dialect),
+    members: new SqlMemberRepository(db),
     writes: new SqlDataWriteRegistry(db),
     migrate: () => migrate(db, dialect),
     close: () => db.destroy(),

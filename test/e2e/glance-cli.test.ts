@@ -6,24 +6,20 @@
  * Without it the suite is skipped, except under CI (CI=true), where it fails.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { constants } from 'node:fs';
-import { access, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
-const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
+import {
+  GLANCE_MISSING,
+  findOnPath,
+  runGlance,
+  showTable,
+  startServer,
+  stopServer,
+  tableRows,
+} from '../support/server-process.js';
+import type { CommandResult, ServerProcess } from '../support/server-process.js';
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const GLANCE_TIMEOUT_MS = 30_000;
-const STARTUP_TIMEOUT_MS = 20_000;
-
-const MISSING =
-  'the glance command is not installed (Debian package python3-glanceclient); ' +
-  'install it with scripts/install-test-peers.sh';
 
 /** Fields image-create sets or defaults, as glance prints them. */
 const AS_CREATED: Readonly<Record<string, string>> = {
@@ -41,28 +37,14 @@ const AS_CREATED: Readonly<Record<string, string>> = {
 const isCi = process.env.CI === 'true';
 const glancePath = await findOnPath('glance');
 
-interface Server {
-  readonly url: string;
-  readonly child: ChildProcess;
-  readonly dataDir: string;
-  /** Everything the process wrote, for failure messages. */
-  output(): string;
-}
-
-interface CliResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-let server: Server | undefined;
+let server: ServerProcess | undefined;
 
 describe('the glance CLI against a running Glimpse', { skip: skipReason() }, () => {
   let imageId = '';
   let otherId = '';
 
   before(async () => {
-    if (glancePath === null) throw new Error(`${MISSING}; CI requires it`);
+    if (glancePath === null) throw new Error(`${GLANCE_MISSING}; CI requires it`);
     server = await startServer();
   });
 
@@ -157,125 +139,16 @@ describe('the glance CLI against a running Glimpse', { skip: skipReason() }, () 
 });
 
 function skipReason(): string | false {
-  return glancePath === null && !isCi ? MISSING : false;
-}
-
-async function findOnPath(command: string): Promise<string | null> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const candidate = join(dir, command);
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Not in this directory; keep looking.
-    }
-  }
-  return null;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The server process
-
-async function startServer(): Promise<Server> {
-  const port = await freePort();
-  const dataDir = await mkdtemp(join(tmpdir(), 'glimpse-e2e-'));
-  // Settings inherited from a developer's shell must not change what the test runs against.
-  const env: NodeJS.ProcessEnv = {
-    ...withoutPrefix(process.env, 'GLIMPSE_'),
-    GLIMPSE_PORT: String(port),
-    GLIMPSE_DATA_DIR: dataDir,
-    GLIMPSE_LOG_LEVEL: 'warn',
-  };
-
-  const child = spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const collect = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-20_000);
-  };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
-
-  const started: Server = {
-    url: `http://127.0.0.1:${port}`,
-    child,
-    dataDir,
-    output: () => output,
-  };
-  try {
-    await waitUntilAnswering(started);
-  } catch (error) {
-    await stopServer(started);
-    throw error;
-  }
-  return started;
-}
-
-/** A port nobody listens on right now (the server binds it a moment later). */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve, reject) => {
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', resolve);
-  });
-  const address = probe.address();
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no TCP port assigned');
-  return address.port;
-}
-
-async function waitUntilAnswering(server: Server): Promise<void> {
-  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (server.child.exitCode !== null) {
-      throw new Error(`glimpse exited with ${server.child.exitCode}:\n${server.output()}`);
-    }
-    try {
-      // Any HTTP answer will do: upstream answers /versions with 300 Multiple Choices.
-      await fetch(`${server.url}/versions`, { signal: AbortSignal.timeout(1000) });
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  throw new Error(`glimpse did not answer within ${STARTUP_TIMEOUT_MS} ms:\n${server.output()}`);
-}
-
-async function stopServer(server: Server): Promise<void> {
-  if (server.child.exitCode === null && server.child.signalCode === null) {
-    const exited = new Promise((resolve) => server.child.once('exit', resolve));
-    server.child.kill('SIGTERM');
-    await exited;
-  }
-  await rm(server.dataDir, { recursive: true, force: true });
+  return glancePath === null && !isCi ? GLANCE_MISSING : false;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Running glance
 
-/**
- * Runs glance against the server. Standard input is closed rather than empty: glanceclient
- * treats a non-terminal stdin as image data and would upload it after image-create.
- */
-function glance(...args: string[]): Promise<CliResult> {
+/** Runs glance against the server (with standard input closed, see runGlance). */
+function glance(...args: string[]): Promise<CommandResult> {
   if (!server) throw new Error('the server is not running');
-  const argv = [
-    ...['--os-image-url', server.url, '--os-auth-token', 'any-token'],
-    ...['--os-image-api-version', '2'],
-    ...args,
-  ];
-  return new Promise((resolve, reject) => {
-    execFile(
-      '/bin/sh',
-      ['-c', 'exec "$@" <&-', 'sh', glancePath ?? 'glance', ...argv],
-      // OS_* variables (OS_CLOUD, OS_AUTH_URL, ...) would point glance elsewhere.
-      { env: withoutPrefix(process.env, 'OS_'), timeout: GLANCE_TIMEOUT_MS },
-      (error, stdout, stderr) => {
-        if (error && typeof error.code !== 'number') reject(error);
-        else resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
-      },
-    );
-  });
+  return runGlance(glancePath ?? 'glance', server.url, args);
 }
 
 /** stdout of a glance call that must succeed. */
@@ -290,33 +163,8 @@ async function glanceOk(...args: string[]): Promise<string> {
   return result.stdout;
 }
 
-/** The environment without variables starting with prefix. */
-function withoutPrefix(env: NodeJS.ProcessEnv, prefix: string): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith(prefix)));
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reading glance's tables
-
-/** Cells of every `| a | b |` line, header row included. */
-function tableRows(output: string): string[][] {
-  return output
-    .split('\n')
-    .filter((line) => line.startsWith('|'))
-    .map((line) =>
-      line
-        .split('|')
-        .slice(1, -1)
-        .map((cell) => cell.trim()),
-    );
-}
-
-/** A Property/Value table (image-show, image-create, image-update) as an object. */
-function showTable(output: string): Record<string, string> {
-  const [header, ...rows] = tableRows(output);
-  assert.deepEqual(header, ['Property', 'Value'], `not a property table:\n${output}`);
-  return Object.fromEntries(rows.map(([key = '', value = '']) => [key, value]));
-}
 
 /** glance prints tags as JSON (`["t1"]`) in property tables. */
 function tagsOf(shown: Record<string, string>): string[] {

@@ -3,6 +3,7 @@
  * stores, authenticator) and wires them into the services and the HTTP server.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -10,8 +11,17 @@ import type { Logger } from 'pino';
 import type { Authenticator } from './auth/authenticator.js';
 import { KeystoneAuthenticator } from './auth/keystone.js';
 import { NoAuthAuthenticator } from './auth/noauth.js';
+import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { Policy } from './domain/policy.js';
+import {
+  PropertyProtectionError,
+  PropertyProtections,
+  type PolicyRuleCheck,
+  type RuleFormat,
+} from './domain/property-protections.js';
+import { PropertyGuard } from './services/property-guard.js';
+import { loadPolicy, PolicyFileError, type Policy } from './domain/policy.js';
+import { PolicyRuleError } from './domain/policy/rules.js';
 import { openRepositories } from './db/sql/database.js';
 import { buildHttpServer } from './http/server.js';
 import { closeHashPool } from './pipeline/hashing.js';
@@ -60,6 +70,52 @@ function buildAuthenticator(config: Config): Authenticator {
   });
 }
 
+/**
+ * Reads the policy and property protection files once at start; a broken file stops the
+ * start with a message naming it. In the `policies` format the protections add rules to the
+ * policy and then consult it, hence the late binding of `policy`.
+ */
+function loadAccessRules(config: Config): {
+  policy: Policy;
+  protections: PropertyProtections | null;
+} {
+  let policy: Policy | null = null;
+  const protections = loadPropertyProtections(config, (rule, context) =>
+    policy === null ? false : policy.allowsRule(rule, context),
+  );
+  try {
+    policy = loadPolicy(config.policy_file || null, protections?.policyRules() ?? {});
+  } catch (error) {
+    if (error instanceof PolicyFileError || error instanceof PolicyRuleError) {
+      throw new ConfigError(error.message);
+    }
+    throw error;
+  }
+  return { policy, protections };
+}
+
+function loadPropertyProtections(
+  config: Config,
+  checkPolicy: PolicyRuleCheck,
+): PropertyProtections | null {
+  const path = config.property_protection_file;
+  if (!path) return null;
+
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read property_protection_file ${path}: ${String(error)}`);
+  }
+  try {
+    const format = config.property_protection_rule_format as RuleFormat;
+    return PropertyProtections.parse(text, path, format, checkPolicy);
+  } catch (error) {
+    if (error instanceof PropertyProtectionError) throw new ConfigError(error.message);
+    throw error;
+  }
+}
+
 export async function buildApplication(config: Config, logger: Logger): Promise<Application> {
   const workerId = randomUUID();
   const repositories = openRepositories({
@@ -70,7 +126,8 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
   await repositories.migrate();
   const stores = await buildStores(config);
 
-  const access = new ImageAccess(repositories.images, new Policy());
+  const { policy, protections } = loadAccessRules(config);
+  const access = new ImageAccess(repositories.images, policy);
   const data = new ImageDataService(access, stores, repositories.writes, {
     sizeCap: config.image_size_cap,
     hashingAlgorithm: config.hashing_algorithm,
@@ -80,6 +137,7 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
     access,
     { imagePropertyQuota: config.image_property_quota, imageTagQuota: config.image_tag_quota },
     data,
+    new PropertyGuard(protections),
   );
   const recovery = new WriteRecovery(
     repositories.writes,
@@ -92,7 +150,15 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
 
   const authenticator = buildAuthenticator(config);
   const members = new MemberService(access, repositories.members, config.image_member_quota);
-  const http = await buildHttpServer({ config, logger, authenticator, images, data, members });
+  const http = await buildHttpServer({
+    config,
+    logger,
+    authenticator,
+    policy,
+    images,
+    data,
+    members,
+  });
 
   return {
     http,

@@ -155,6 +155,26 @@ export const OPTIONS = {
     default: ['ami', 'ari', 'aki', 'bare', 'ovf', 'ova', 'docker', 'compressed'],
     description: 'Accepted values of container_format.',
   },
+  policy_file: {
+    type: 'string',
+    default: '',
+    description:
+      'Policy overrides in upstream format (YAML, or JSON for a .json file); empty: ' +
+      'the built-in secure-RBAC defaults.',
+  },
+  property_protection_file: {
+    type: 'string',
+    default: '',
+    description:
+      'Property protections file in upstream format (INI sections of property-name ' +
+      'expressions with create/read/update/delete rules); empty: no protections.',
+  },
+  property_protection_rule_format: {
+    type: 'string',
+    default: 'roles',
+    enum: ['roles', 'policies'],
+    description: 'Whether protection rules name roles or policy rules.',
+  },
   filesystem_store_datadir: {
     type: 'string',
     default: '',

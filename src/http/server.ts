@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { Config } from '../config/schema.js';
 import type { RequestContext } from '../domain/context.js';
+import type { Policy } from '../domain/policy.js';
 import { UnauthorizedError } from '../domain/errors.js';
 import type { ImageDataService } from '../services/image-data.js';
 import type { ImageService } from '../services/images.js';
@@ -40,6 +41,7 @@ export interface HttpDependencies {
   readonly config: Config;
   readonly logger: Logger;
   readonly authenticator: Authenticator;
+  readonly policy: Policy;
   readonly images: ImageService;
   readonly data: ImageDataService;
   readonly members: MemberService;
@@ -132,7 +134,7 @@ function registerHooks(app: FastifyInstance, deps: HttpDependencies): void {
     if (tooLongRequestId(request, deps.config.max_request_id_length)) {
       return sendError(request, reply, 431, 'The request id is too long.');
     }
-    if (request.url.startsWith('/v2/')) await authenticate(request, reply, deps.authenticator);
+    if (request.url.startsWith('/v2/')) await authenticate(request, reply, deps);
   });
 }
 
@@ -145,7 +147,7 @@ function tooLongRequestId(request: FastifyRequest, maxLength: number): boolean {
 async function authenticate(
   request: FastifyRequest,
   reply: FastifyReply,
-  authenticator: Authenticator,
+  { authenticator, policy }: HttpDependencies,
 ) {
   let identity;
   try {
@@ -156,9 +158,7 @@ async function authenticate(
     }
     throw error;
   }
-  request.glimpse = {
-    ...identity,
-    requestId: request.id,
-    isAdmin: identity.roles.includes('admin'),
-  };
+  // Admin status is itself a policy rule (context_is_admin), so an override file can move it.
+  const context: RequestContext = { ...identity, requestId: request.id, isAdmin: false };
+  request.glimpse = { ...context, isAdmin: policy.allowsRule('context_is_admin', context) };
 }

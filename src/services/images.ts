@@ -20,6 +20,7 @@ import type { Policy, PolicyTarget } from '../domain/policy.js';
 import { isImageVisible } from '../domain/visibility.js';
 import type { ImageRepository } from '../db/repository.js';
 import type { ImageAccess } from './image-access.js';
+import type { PropertyGuard } from './property-guard.js';
 
 /** Removes the stored and staged data of an image that is being deleted. */
 export interface ImageDataRemover {
@@ -44,18 +45,26 @@ export class ImageService {
   readonly #access: ImageAccess;
   readonly #quotas: ImageQuotas;
   readonly #data: ImageDataRemover;
+  readonly #properties: PropertyGuard;
 
-  constructor(access: ImageAccess, quotas: ImageQuotas, data: ImageDataRemover) {
+  constructor(
+    access: ImageAccess,
+    quotas: ImageQuotas,
+    data: ImageDataRemover,
+    properties: PropertyGuard,
+  ) {
     this.#repo = access.repo;
     this.#policy = access.policy;
     this.#access = access;
     this.#quotas = quotas;
     this.#data = data;
+    this.#properties = properties;
   }
 
   async create(context: RequestContext, request: CreateRequest): Promise<ImageRecord> {
     const owner = 'owner' in request.core ? (request.core.owner ?? null) : context.projectId;
     this.#checkCreatePolicy(context, owner, request.core.visibility);
+    this.#properties.checkCreate(context, request.properties);
 
     checkQuota('tags', request.tags.length, this.#quotas.imageTagQuota);
     checkQuota('properties', countProperties(request.properties), this.#quotas.imagePropertyQuota);
@@ -86,7 +95,7 @@ export class ImageService {
       locations: [],
     };
     await this.#repo.create(image);
-    return image;
+    return this.#properties.readable(context, image);
   }
 
   #checkCreatePolicy(context: RequestContext, owner: string | null, visibility?: string) {
@@ -110,7 +119,7 @@ export class ImageService {
   /** The image if the caller may see it; NotFoundError otherwise, hiding its existence. */
   async show(context: RequestContext, id: string): Promise<ImageRecord> {
     const { image } = await this.#access.find(context, id);
-    return image;
+    return this.#properties.readable(context, image);
   }
 
   async list(context: RequestContext, query: ImageListQuery): Promise<ImageListPage> {
@@ -129,7 +138,10 @@ export class ImageService {
     const images = rows.filter((image) =>
       this.#policy.allows('get_image', context, this.#access.target(context, image, true)),
     );
-    return { images, nextMarker };
+    return {
+      images: images.map((image) => this.#properties.readable(context, image)),
+      nextMarker,
+    };
   }
 
   async #marker(context: RequestContext, id: string): Promise<ImageRecord> {
@@ -149,15 +161,18 @@ export class ImageService {
     changes: readonly PatchChange[],
   ): Promise<ImageRecord> {
     const { image, target } = await this.#access.find(context, id);
-    if (changes.length === 0) return image;
+    const seen = this.#properties.readable(context, image);
+    if (changes.length === 0) return seen;
     this.#policy.enforce('modify_image', context, target);
 
-    const next = applyPatch(image, changes, {
+    const patched = applyPatch(seen, changes, {
       isAdmin: context.isAdmin,
       checkVisibility: (visibility) => this.#checkVisibilityPolicy(context, target, visibility),
     });
+    const next = this.#properties.mergePatch(context, image, seen, patched);
     this.#checkGrowth(image, next);
-    return this.#save(image, { ...next, updated_at: new Date().toISOString() });
+    await this.#save(image, { ...next, updated_at: new Date().toISOString() });
+    return this.#properties.readable(context, next);
   }
 
   /** Quotas apply only when a change adds items, so an image over quota can still shrink. */

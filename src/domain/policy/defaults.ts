@@ -29,12 +29,12 @@ const ADMIN_OR_MEMBER_REACHABLE = `${ADMIN} or (role:member and (${REACHABLE_IMA
 /** Creating: the caller's project must also be the requested owner. */
 const ADMIN_OR_MEMBER_OWNING = `${ADMIN} or (${PROJECT_MEMBER} and project_id:%(owner)s)`;
 const SERVICE_OR_MEMBER_OWNING = `${SERVICE} or (${PROJECT_MEMBER} and project_id:%(owner)s)`;
+const OWNER_OR_IMAGE_MEMBER = `project_id:%(project_id)s or ${IMAGE_MEMBER}`;
 // Upstream writes this one without parentheses; precedence makes it the same as with them.
-const ADMIN_OR_READER_OR_IMAGE_MEMBER =
-  `${ADMIN} or role:reader and (project_id:%(project_id)s or ${IMAGE_MEMBER})`;
+const ADMIN_OR_READER_OR_IMAGE_MEMBER = `${ADMIN} or role:reader and (${OWNER_OR_IMAGE_MEMBER})`;
 const ADMIN_OR_IMAGE_MEMBER = `${ADMIN} or (role:member and ${IMAGE_MEMBER})`;
-const ADMIN_OR_READER_PUBLIC_NAMESPACE =
-  `${ADMIN} or (role:reader and (project_id:%(project_id)s or 'public':%(visibility)s))`;
+const OWNER_OR_PUBLIC = "project_id:%(project_id)s or 'public':%(visibility)s";
+const ADMIN_OR_READER_PUBLIC_NAMESPACE = `${ADMIN} or (role:reader and (${OWNER_OR_PUBLIC}))`;
 
 const BASE_RULES = {
   // Empty: allow. Upstream keeps it for old policy files whose unlisted rules fell back to it.

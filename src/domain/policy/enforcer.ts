@@ -40,6 +40,8 @@ function compiledDefaults(): ReadonlyMap<string, CompiledRule> {
 }
 
 const DENY: CompiledRule = () => false;
+/** For rules checked without an object: any `%(field)s` in them is missing, hence false. */
+const NO_TARGET: PolicyTarget = { owner: null };
 
 export class Policy {
   readonly #rules: ReadonlyMap<string, CompiledRule>;
@@ -60,6 +62,14 @@ export class Policy {
   allows(action: PolicyAction, context: RequestContext, target: PolicyTarget): boolean {
     // Every action has a default rule, so the fallback is unreachable; it fails closed.
     return (this.#rules.get(action) ?? DENY)(context, target);
+  }
+
+  /**
+   * Checks any rule in force by name, including rules only a policy file defines. An unknown
+   * name is refused; upstream would fall back to the `default` rule, which allows everyone.
+   */
+  allowsRule(name: string, context: RequestContext, target: PolicyTarget = NO_TARGET): boolean {
+    return (this.#rules.get(name) ?? DENY)(context, target);
   }
 
   enforce(action: PolicyAction, context: RequestContext, target: PolicyTarget): void {

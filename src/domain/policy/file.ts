@@ -20,14 +20,24 @@ export class PolicyFileError extends Error {
   }
 }
 
-/** The default policy when `path` is null; else the defaults with the file's overrides. */
-export function loadPolicy(path: string | null): Policy {
-  if (path === null) return new Policy();
-  const overrides = readPolicyFile(path);
+/**
+ * The default policy when `path` is null; else the defaults with the file's overrides.
+ * `extraRules` (such as those property protections define) are added last, replacing any of
+ * the same name, as upstream adds them to the enforcer after reading the file. A problem in
+ * them is reported against the file when there is one, else as a PolicyRuleError.
+ */
+export function loadPolicy(
+  path: string | null,
+  extraRules: Readonly<Record<string, RuleSource>> = {},
+): Policy {
+  const rules = path === null ? new Map<string, RuleSource>() : readPolicyFile(path);
+  for (const [name, rule] of Object.entries(extraRules)) rules.set(name, rule);
   try {
-    return new Policy(overrides);
+    return new Policy(rules);
   } catch (error) {
-    if (error instanceof PolicyRuleError) throw new PolicyFileError(path, error.message);
+    if (path !== null && error instanceof PolicyRuleError) {
+      throw new PolicyFileError(path, error.message);
+    }
     throw error;
   }
 }

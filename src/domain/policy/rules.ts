@@ -15,6 +15,8 @@ export interface PolicyCredentials {
   /** Lower-cased role names. */
   readonly roles: readonly string[];
   readonly isAdmin: boolean;
+  /** Roles of an accompanying service token, if one was sent. */
+  readonly serviceRoles?: readonly string[];
 }
 
 /**
@@ -224,8 +226,8 @@ function parseCheck(check: string, at: number, text: string): RuleNode {
   if (check === '@') return { type: 'always' };
   if (check === '!') return { type: 'never' };
   const colon = check.indexOf(':');
-  const fail = (reason: string, offset = 0): never => {
-    throw new RuleSyntaxError(reason, at + offset, text);
+  const fail = (reason: string): never => {
+    throw new RuleSyntaxError(reason, at, text);
   };
   if (colon < 0) return fail(`${JSON.stringify(check)} is not a check (kind:match, @ or !)`);
   const kind = check.slice(0, colon);
@@ -430,6 +432,8 @@ function credentialReader(path: string): CredentialTest {
       return (c, value) => c.userId !== null && c.userId === value;
     case 'roles':
       return (c, value) => c.roles.includes(value);
+    case 'service_roles':
+      return (c, value) => c.serviceRoles?.includes(value) ?? false;
     case 'is_admin':
       return (c, value) => value === (c.isAdmin ? 'True' : 'False');
     default:

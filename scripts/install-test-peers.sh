@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the outside programs the test suites drive (the glance and openstack CLIs, qemu-img),
-# from Debian packages, without prompting. Safe to run again: a peer whose commands are already
-# present costs nothing, and apt is not touched at all when every peer is present.
+# Installs the outside programs the test suites drive (the glance and openstack CLIs, qemu-img,
+# a Keystone), from Debian packages, without prompting. Safe to run again: a peer whose commands
+# are already present costs nothing, and apt is not touched at all when every peer is present.
+# Peers with a setup step (keystone: start the server) run it on every call.
 #
 # Usage: scripts/install-test-peers.sh [peer...]   (default: every peer in PEERS)
 #
@@ -10,12 +11,17 @@
 # (to start a service, bootstrap accounts, ...). Then add <name> to PEERS.
 set -euo pipefail
 
-PEERS=(glance_cli openstack_cli qemu_img)
+PEERS=(glance_cli openstack_cli qemu_img keystone)
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Debian packages queued by the peer functions, installed in one apt transaction.
 MISSING_PACKAGES=()
-# Commands that must exist once the queued packages are installed.
+# Commands, files and Debian python3 modules that must exist once the queued packages are
+# installed.
 EXPECTED_COMMANDS=()
+EXPECTED_FILES=()
+EXPECTED_MODULES=()
 
 log() { printf 'install-test-peers: %s\n' "$*"; }
 die() { printf 'install-test-peers: error: %s\n' "$*" >&2; exit 1; }
@@ -32,9 +38,48 @@ need_command() {
   fi
 }
 
+# need_file PATH PACKAGE: queue PACKAGE unless PATH exists.
+need_file() {
+  local path=$1 package=$2
+  EXPECTED_FILES+=("$path")
+  if [ -e "$path" ]; then
+    log "$path: present"
+  else
+    log "$path: missing, will install $package"
+    MISSING_PACKAGES+=("$package")
+  fi
+}
+
+# need_python_module MODULE PACKAGE: queue PACKAGE unless Debian's python3 can import MODULE.
+# (Not the python3 first on PATH, which may be a separate build without Debian's modules.)
+need_python_module() {
+  local module=$1 package=$2
+  EXPECTED_MODULES+=("$module")
+  if python_module_present "$module"; then
+    log "python3 module $module: present"
+  else
+    log "python3 module $module: missing, will install $package"
+    MISSING_PACKAGES+=("$package")
+  fi
+}
+
+python_module_present() {
+  [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $1" >/dev/null 2>&1
+}
+
 peer_glance_cli() { need_command glance python3-glanceclient; }
 peer_openstack_cli() { need_command openstack python3-openstackclient; }
 peer_qemu_img() { need_command qemu-img qemu-utils; }
+
+# Keystone served by uwsgi, with its database on the local PostgreSQL (scripts/keystone.sh).
+peer_keystone() {
+  need_command keystone-manage keystone
+  need_command uwsgi uwsgi-core
+  need_file /usr/lib/uwsgi/plugins/python3_plugin.so uwsgi-plugin-python3
+  need_python_module psycopg2 python3-psycopg2
+}
+# Needs PostgreSQL accepting connections on 127.0.0.1:5432.
+setup_keystone() { bash "$SCRIPT_DIR/keystone.sh" start; }
 
 # Root runs apt directly; anyone else goes through sudo, which may ask for a password.
 as_root() {
@@ -64,10 +109,17 @@ install_missing_packages() {
     apt-get install -y --no-install-recommends "${packages[@]}" </dev/null
 }
 
-check_commands() {
-  local command
+check_installed() {
+  local command path module
   for command in "${EXPECTED_COMMANDS[@]}"; do
     command -v "$command" >/dev/null 2>&1 || die "$command is still missing after installing"
+  done
+  for path in "${EXPECTED_FILES[@]}"; do
+    [ -e "$path" ] || die "$path is still missing after installing"
+  done
+  for module in "${EXPECTED_MODULES[@]}"; do
+    python_module_present "$module" ||
+      die "python3 module $module is still missing after installing"
   done
 }
 
@@ -80,7 +132,7 @@ main() {
     "peer_$peer"
   done
   install_missing_packages
-  check_commands
+  check_installed
   for peer in "${peers[@]}"; do
     if declare -F "setup_$peer" >/dev/null; then "setup_$peer"; fi
   done

@@ -10,6 +10,7 @@ export class ConfigError extends Error {}
 type RawConfig = Record<string, unknown>;
 
 const ENV_PREFIX = 'GLIMPSE_';
+const TEST_PREFIX = 'GLIMPSE_TEST_';
 
 /**
  * Builds the configuration from defaults, the optional JSON file and GLIMPSE_* variables,
@@ -57,6 +58,8 @@ function readEnvironment(env: NodeJS.ProcessEnv): RawConfig {
   const values: RawConfig = {};
   for (const [key, text] of Object.entries(env)) {
     if (!key.startsWith(ENV_PREFIX) || key === 'GLIMPSE_CONFIG' || text === undefined) continue;
+    // GLIMPSE_TEST_* belong to the test suites and their scripts, not to the server.
+    if (key.startsWith(TEST_PREFIX)) continue;
 
     const name = key.slice(ENV_PREFIX.length).toLowerCase();
     const spec: OptionSpec | undefined = (OPTIONS as Record<string, OptionSpec>)[name];

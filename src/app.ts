@@ -29,6 +29,12 @@ import { ImageAccess } from './services/image-access.js';
 import { ImageDataService } from './services/image-data.js';
 import { ImageService } from './services/images.js';
 import { MemberService } from './services/members.js';
+import { ImportFlow } from './import/flow.js';
+import { TaskRunner } from './import/runner.js';
+import { validateImportUri } from './import/uri-filter.js';
+import { openWebSource, type WebSourceOptions } from './import/web-source.js';
+import { ImportService } from './services/imports.js';
+import { TaskService } from './services/tasks.js';
 import { WriteRecovery } from './services/write-recovery.js';
 import { FileStore } from './stores/file/file-store.js';
 import { StoreRegistry } from './stores/registry.js';
@@ -68,6 +74,22 @@ function buildAuthenticator(config: Config): Authenticator {
     cacheSize: config.token_cache_size,
     timeoutSeconds: config.keystone_timeout_seconds,
   });
+}
+
+function webSourceOptions(config: Config): WebSourceOptions {
+  const timeout = config.web_download_timeout_seconds * 1000;
+  return {
+    allowedSchemes: [...config.allowed_schemes],
+    disallowedSchemes: [...config.disallowed_schemes],
+    allowedHosts: [...config.allowed_hosts],
+    disallowedHosts: [...config.disallowed_hosts],
+    allowedPorts: config.allowed_ports.map(Number),
+    disallowedPorts: config.disallowed_ports.map(Number),
+    refusePrivateAddresses: config.web_download_refuse_private_addresses,
+    connectTimeoutMs: timeout,
+    readTimeoutMs: timeout,
+    maxRedirects: 5,
+  };
 }
 
 /**
@@ -150,6 +172,33 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
 
   const authenticator = buildAuthenticator(config);
   const members = new MemberService(access, repositories.members, config.image_member_quota);
+  const tasks = new TaskService(access, repositories.tasks);
+  const webSource = webSourceOptions(config);
+  const runner = new TaskRunner(
+    repositories.tasks,
+    {
+      api_image_import: new ImportFlow(
+        repositories.images,
+        data,
+        (uri) => openWebSource(uri, webSource),
+        logger,
+      ),
+    },
+    {
+      workerId,
+      concurrency: config.task_workers,
+      pollMs: 2000,
+      timeToLiveHours: config.task_time_to_live,
+      maxAttempts: 3,
+    },
+    (id) => recovery.isWorkerAlive(id),
+    logger,
+  );
+  const imports = new ImportService(access, repositories.tasks, {
+    enabledMethods: config.enabled_import_methods,
+    validateUri: (uri) => validateImportUri(uri, webSource),
+    onQueued: () => runner.notify(),
+  });
   const http = await buildHttpServer({
     config,
     logger,
@@ -158,13 +207,17 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
     images,
     data,
     members,
+    imports,
+    tasks,
   });
+  runner.start();
 
   return {
     http,
     workerId,
     async close() {
       await http.close();
+      await runner.stop();
       await recovery.stop();
       await repositories.close();
       await closeHashPool();

@@ -97,8 +97,8 @@ const JSON_TYPES = { string: 'string', integer: 'integer', boolean: 'boolean', l
 
 function jsonSchemaOf(spec: OptionSpec): Record<string, unknown> {
   const schema: Record<string, unknown> = { type: JSON_TYPES[spec.type] };
-  if (spec.type === 'list') schema.items = { type: 'string' };
-  if (spec.enum) schema.enum = spec.enum;
+  if (spec.type === 'list') schema.items = spec.enum ? { enum: spec.enum } : { type: 'string' };
+  if (spec.enum && spec.type !== 'list') schema.enum = spec.enum;
   if (spec.minimum !== undefined) schema.minimum = spec.minimum;
   if (spec.maximum !== undefined) schema.maximum = spec.maximum;
   return schema;
@@ -137,6 +137,11 @@ function checkMeaning(config: Config): void {
       if (!config[name]) {
         throw new ConfigError(`option '${name}' must be set when auth_strategy is keystone`);
       }
+    }
+  }
+  for (const name of ['allowed_ports', 'disallowed_ports'] as const) {
+    if (config[name].some((port) => !/^\d{1,5}$/.test(port) || Number(port) > 65535)) {
+      throw new ConfigError(`option '${name}' must list port numbers`);
     }
   }
   if (!getHashes().includes(config.hashing_algorithm)) {

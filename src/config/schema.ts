@@ -200,6 +200,70 @@ export const OPTIONS = {
       'How often a process proves it is alive; writes of a process silent for three ' +
       'periods (on another host) are undone.',
   },
+  enabled_import_methods: {
+    type: 'list',
+    default: ['glance-direct', 'web-download'],
+    enum: ['glance-direct', 'web-download'],
+    description: 'Interoperable import methods offered to clients.',
+  },
+  allowed_schemes: {
+    type: 'list',
+    default: ['http', 'https'],
+    description: 'URL schemes web-download may fetch (empty: any not in disallowed_schemes).',
+  },
+  disallowed_schemes: {
+    type: 'list',
+    default: [],
+    description: 'URL schemes web-download refuses when allowed_schemes is empty.',
+  },
+  allowed_hosts: {
+    type: 'list',
+    default: [],
+    description:
+      'Hosts (names or addresses) web-download may fetch from; when set, only these. A ' +
+      'host listed here may also be a loopback or private address.',
+  },
+  disallowed_hosts: {
+    type: 'list',
+    default: [],
+    description: 'Hosts web-download refuses when allowed_hosts is empty.',
+  },
+  allowed_ports: {
+    type: 'list',
+    default: ['80', '443'],
+    description: 'Explicit URL ports web-download accepts (a URL without a port passes).',
+  },
+  disallowed_ports: {
+    type: 'list',
+    default: [],
+    description: 'Explicit URL ports web-download refuses when allowed_ports is empty.',
+  },
+  web_download_refuse_private_addresses: {
+    type: 'boolean',
+    default: true,
+    description:
+      'Refuse web-download from loopback, private, link-local and metadata addresses, ' +
+      'even behind a host name, unless the host is in allowed_hosts.',
+  },
+  web_download_timeout_seconds: {
+    type: 'integer',
+    default: 30,
+    minimum: 1,
+    description: 'web-download gives up after this long without connecting or receiving data.',
+  },
+  task_workers: {
+    type: 'integer',
+    default: 2,
+    minimum: 1,
+    maximum: 64,
+    description: 'Tasks (imports) one process runs at the same time.',
+  },
+  task_time_to_live: {
+    type: 'integer',
+    default: 48,
+    minimum: 1,
+    description: 'Hours a finished task is kept before it is purged.',
+  },
   hashing_algorithm: {
     type: 'string',
     default: 'sha512',

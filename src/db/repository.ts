@@ -4,6 +4,7 @@
  */
 import type { ImageRecord, ImageStatus } from '../domain/image.js';
 import type { ImageListQuery } from '../domain/list-query.js';
+import type { TaskRecord, TaskStatus, TaskType } from '../domain/task.js';
 
 /** Whose view of the image table a list call sees. */
 export interface ListScope {
@@ -35,6 +36,15 @@ export interface ImageRepository {
   /** Marks the image deleted (its id stays taken) and drops its tags and properties. */
   delete(id: string, status: Extract<ImageStatus, 'deleted' | 'pending_delete'>): Promise<void>;
 
+  /**
+   * Sets a property only if the image does not have it yet (an atomic lock); returns whether
+   * this call set it.
+   */
+  setPropertyIfAbsent(imageId: string, name: string, value: string): Promise<boolean>;
+
+  /** Removes a property if it still holds `value` (releasing a lock this caller holds). */
+  removePropertyIfEquals(imageId: string, name: string, value: string): Promise<void>;
+
   /** Whether `projectId` has a membership row for the image, in any member status. */
   isMember(imageId: string, projectId: string): Promise<boolean>;
 }
@@ -58,6 +68,41 @@ export interface MemberRepository {
   add(imageId: string, memberId: string): Promise<MemberRecord>;
   setStatus(imageId: string, memberId: string, status: MemberStatus): Promise<MemberRecord>;
   remove(imageId: string, memberId: string): Promise<void>;
+}
+
+export interface TaskListQuery {
+  readonly limit: number;
+  readonly marker: string | null;
+  readonly sortKey: 'created_at' | 'updated_at' | 'id' | 'type' | 'status';
+  readonly sortDir: 'asc' | 'desc';
+  readonly status: TaskStatus | null;
+  readonly type: TaskType | null;
+}
+
+export interface TaskChanges {
+  readonly status?: TaskStatus;
+  readonly result?: Record<string, unknown> | null;
+  readonly message?: string;
+  readonly expires_at?: string | null;
+}
+
+/** Tasks in the database: the shared queue every process takes work from. */
+export interface TaskRepository {
+  create(task: TaskRecord): Promise<void>;
+  get(id: string): Promise<TaskRecord | null>;
+  /** Tasks of an image, newest first; `owner` null means every owner. */
+  listForImage(imageId: string, owner: string | null): Promise<TaskRecord[]>;
+  list(query: TaskListQuery): Promise<TaskRecord[]>;
+  /** Atomically moves the oldest pending task to processing for this worker. */
+  claimNext(workerId: string): Promise<TaskRecord | null>;
+  /** Applies changes if the task is still in `expected` status; false otherwise. */
+  update(id: string, expected: TaskStatus, changes: TaskChanges): Promise<boolean>;
+  /** Tasks being processed, with the worker running each and how often it was tried. */
+  processing(): Promise<Array<{ id: string; workerId: string | null; attempts: number }>>;
+  /** Puts a processing task back in the queue (its worker died). */
+  release(id: string): Promise<void>;
+  /** Soft-deletes finished tasks whose expiry passed; returns how many. */
+  purgeExpired(now: string): Promise<number>;
 }
 
 /** A server process, as recorded for recovering the work it leaves behind if it dies. */
@@ -94,6 +139,7 @@ export interface DataWriteRegistry {
 export interface MetadataRepositories {
   readonly images: ImageRepository;
   readonly members: MemberRepository;
+  readonly tasks: TaskRepository;
   readonly writes: DataWriteRegistry;
   /** Applies pending schema migrations; safe to run from several processes at once. */
   migrate(): Promise<void>;

@@ -20,7 +20,11 @@ import type { Policy } from '../domain/policy.js';
 import { UnauthorizedError } from '../domain/errors.js';
 import type { ImageDataService } from '../services/image-data.js';
 import type { ImageService } from '../services/images.js';
+import type { ImportService } from '../services/imports.js';
 import type { MemberService } from '../services/members.js';
+import type { TaskService } from '../services/tasks.js';
+import { imageImportRoutes } from './routes/image-import.js';
+import { taskRoutes } from './routes/tasks.js';
 import { imageMemberRoutes } from './routes/image-members.js';
 import { imageDataRoutes } from './routes/image-data.js';
 import { imageRoutes } from './routes/images.js';
@@ -45,6 +49,8 @@ export interface HttpDependencies {
   readonly images: ImageService;
   readonly data: ImageDataService;
   readonly members: MemberService;
+  readonly imports: ImportService;
+  readonly tasks: TaskService;
 }
 
 const REQUEST_ID_HEADER = 'x-openstack-request-id';
@@ -76,6 +82,13 @@ export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyIn
   await app.register(imageRoutes(deps));
   await app.register(imageTagRoutes(deps));
   await app.register(imageMemberRoutes(deps.members));
+  await app.register(imageImportRoutes(deps.imports));
+  await app.register(
+    taskRoutes(deps.tasks, {
+      limitDefault: config.limit_param_default,
+      limitMax: config.api_limit_max,
+    }),
+  );
   await app.register(
     imageDataRoutes({ data: deps.data, verifyDownloads: config.verify_download_checksum }),
   );

@@ -6,7 +6,16 @@
 import type { IncomingMessage } from 'node:http';
 
 /** API versions whose features this server implements, oldest first; the last is CURRENT. */
-export const IMPLEMENTED_VERSIONS = ['2.0', '2.1', '2.2', '2.3', '2.4', '2.5'] as const;
+export const IMPLEMENTED_VERSIONS = [
+  '2.0',
+  '2.1',
+  '2.2',
+  '2.3',
+  '2.4',
+  '2.5',
+  '2.6',
+  '2.7',
+] as const;
 
 const ACCEPTED_PREFIXES = new Set(['v2', ...IMPLEMENTED_VERSIONS.map((v) => `v${v}`)]);
 const MEDIA_TYPE_PREFIX = 'application/vnd.openstack.images-';

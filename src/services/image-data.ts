@@ -100,6 +100,64 @@ export class ImageDataService implements ImageDataRemover {
     });
   }
 
+  /**
+   * Import step: writes a stream into the staging store for an image being imported (no
+   * status change), bounded by image_size_cap. Returns the staged byte count.
+   */
+  async stageStream(image: ImageRecord, body: AsyncIterable<Buffer>): Promise<number> {
+    const writer = await this.#stores.staging.createWriter(image.id);
+    try {
+      const result = await ingest(body, writer, {
+        sizeCap: this.#settings.sizeCap,
+        declaredSize: null,
+        hashAlgo: null,
+        inspectAs: null,
+      });
+      await writer.commit();
+      return result.size;
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+  }
+
+  /**
+   * Import step: moves staged data into the default store through the same pipeline as an
+   * upload (size cap, hashes, format checks) and returns the image activated, with its new
+   * location, as saved. The staged copy stays until the caller removes it.
+   */
+  async importStaged(importing: ImageRecord): Promise<ImageRecord> {
+    const staging = this.#stores.staging;
+    const store = this.#stores.defaultStore;
+    const source = await staging.read(staging.locationOf(importing.id));
+    const writer = await store.createWriter(importing.id);
+    let url: string | null = null;
+    try {
+      const result = await ingest(source, writer, {
+        sizeCap: this.#settings.sizeCap,
+        declaredSize: importing.size,
+        hashAlgo: importing.os_hash_algo ?? this.#settings.hashingAlgorithm,
+        inspectAs: importing.container_format === 'bare' ? importing.disk_format : null,
+      });
+      checkVerdict(result);
+      url = await writer.commit();
+      const active = activated(importing, result, url, store.id);
+      if (!(await this.#access.repo.save(importing, active))) {
+        throw new GoneError(`Image ${importing.id} was deleted or changed during the import.`);
+      }
+      return active;
+    } catch (error) {
+      source.destroy();
+      await writer.abort();
+      if (url !== null) await store.delete(url);
+      throw error;
+    }
+  }
+
+  async removeStaged(imageId: string): Promise<void> {
+    await this.#stores.staging.delete(this.#stores.staging.locationOf(imageId));
+  }
+
   async download(context: RequestContext, id: string): Promise<Download> {
     const { image, target } = await this.#access.find(context, id);
     if (image.status === 'deactivated' && !context.isAdmin) {

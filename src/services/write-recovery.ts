@@ -72,6 +72,12 @@ export class WriteRecovery {
     return orphaned.length;
   }
 
+  /** Whether the worker is known and alive (used to find orphaned tasks, too). */
+  async isWorkerAlive(workerId: string): Promise<boolean> {
+    const worker = (await this.writes.workers()).find((candidate) => candidate.id === workerId);
+    return worker !== undefined && this.#isAlive(worker);
+  }
+
   #isAlive(worker: WorkerRecord): boolean {
     if (worker.id === this.#self.id) return true;
     if (worker.hostname === this.#self.hostname) return pidIsAlive(worker.pid);

@@ -17,7 +17,7 @@ describe('version negotiation, request ids and error bodies', () => {
     const response = await t.request({ method: 'GET', url: '/' });
     assert.equal(response.statusCode, 300);
     const { versions } = json<{ versions: Array<{ id: string; status: string }> }>(response);
-    assert.equal(versions.find((v) => v.status === 'CURRENT')?.id, 'v2.5');
+    assert.equal(versions.find((v) => v.status === 'CURRENT')?.id, 'v2.7');
     assert.ok(versions.some((v) => v.id === 'v2.0' && v.status === 'SUPPORTED'));
   });
 
@@ -31,7 +31,7 @@ describe('version negotiation, request ids and error bodies', () => {
   });
 
   it('maps every accepted version prefix to the v2 routes', async () => {
-    for (const prefix of ['v2', 'v2.0', 'v2.3', 'v2.5']) {
+    for (const prefix of ['v2', 'v2.0', 'v2.3', 'v2.5', 'v2.7']) {
       const response = await t.request({ method: 'GET', url: `/${prefix}/images` });
       assert.equal(response.statusCode, 200, prefix);
     }

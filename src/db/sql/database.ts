@@ -7,8 +7,10 @@ import { postgresDialect } from './dialects/postgres.js';
 import { sqliteDialect } from './dialects/sqlite.js';
 import { SqlImageRepository } from './image-repository.js';
 import { SqlMemberRepository } from './member-repository.js';
+import { SqlTaskRepository } from './task-repository.js';
 import { createImageTables } from './migrations/0001-images.js';
 import { createImageDataTables } from './migrations/0002-image-data.js';
+import { createTaskTables } from './migrations/0003-tasks.js';
 import type { Tables } from './tables.js';
 import { SqlDataWriteRegistry } from './write-registry.js';
 
@@ -24,6 +26,7 @@ function migrationsFor(dialect: DatabaseDialect): Record<string, Migration> {
   return {
     '0001-images': createImageTables(dialect.name),
     '0002-image-data': createImageDataTables,
+    '0003-tasks': createTaskTables,
   };
 }
 
@@ -42,6 +45,7 @@ export function openRepositories(settings: DatabaseSettings): MetadataRepositori
   return {
     images: new SqlImageRepository(db, dialect),
     members: new SqlMemberRepository(db),
+    tasks: new SqlTaskRepository(db, dialect),
     writes: new SqlDataWriteRegistry(db),
     migrate: () => migrate(db, dialect),
     close: () => db.destroy(),

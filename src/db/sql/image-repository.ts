@@ -104,6 +104,24 @@ export class SqlImageRepository implements ImageRepository {
     });
   }
 
+  async setPropertyIfAbsent(imageId: string, name: string, value: string): Promise<boolean> {
+    const result = await this.#db
+      .insertInto('image_properties')
+      .values({ image_id: imageId, name, value })
+      .onConflict((conflict) => conflict.columns(['image_id', 'name']).doNothing())
+      .executeTakeFirst();
+    return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+
+  async removePropertyIfEquals(imageId: string, name: string, value: string): Promise<void> {
+    await this.#db
+      .deleteFrom('image_properties')
+      .where('image_id', '=', imageId)
+      .where('name', '=', name)
+      .where('value', '=', value)
+      .execute();
+  }
+
   async isMember(imageId: string, projectId: string): Promise<boolean> {
     const row = await this.#db
       .selectFrom('image_members')

@@ -75,6 +75,29 @@ export interface DataWritesTable {
   started_at: string;
 }
 
+export interface TasksTable {
+  id: string;
+  type: string;
+  status: string;
+  owner: string | null;
+  image_id: string | null;
+  request_id: string | null;
+  user_id: string | null;
+  /** JSON object. */
+  input: string;
+  /** JSON object or null. */
+  result: string | null;
+  message: string;
+  expires_at: string | null;
+  created_at: string;
+  updated_at: string;
+  deleted: number;
+  deleted_at: string | null;
+  /** The process running the task, while it is processing. */
+  worker_id: string | null;
+  attempts: number;
+}
+
 export interface Tables {
   images: ImagesTable;
   image_properties: ImagePropertiesTable;
@@ -83,4 +106,5 @@ export interface Tables {
   image_locations: ImageLocationsTable;
   workers: WorkersTable;
   data_writes: DataWritesTable;
+  tasks: TasksTable;
 }

@@ -14,7 +14,7 @@ type IdParams = { Params: { id: string } };
 const ACCEPT_PATCH = Object.keys(PATCH_MEDIA_TYPES).sort().join(', ');
 
 /** POST/GET /v2/images, GET/PATCH/DELETE /v2/images/{id} and the (de)activate actions. */
-export function imageRoutes({ config, images }: HttpDependencies) {
+export function imageRoutes({ config, images, imports }: HttpDependencies) {
   const validator = new ImageSchemaValidator({
     diskFormats: config.disk_formats,
     containerFormats: config.container_formats,
@@ -30,6 +30,10 @@ export function imageRoutes({ config, images }: HttpDependencies) {
     const body = parseCreateBody(parseJsonBody(request.body), validator);
     const image = await images.create(request.glimpse, body);
     const base = config.public_endpoint || `${request.protocol}://${request.host}`;
+    // openstacksdk reads this header to learn whether it may import into the new image.
+    if (imports.methods.length > 0) {
+      reply.header('openstack-image-import-methods', imports.methods.join(','));
+    }
     return reply
       .code(201)
       .header('location', `${base.replace(/\/+$/, '')}/v2/images/${image.id}`)

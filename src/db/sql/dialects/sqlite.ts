@@ -21,8 +21,34 @@ export function sqliteDialect(path: string): DatabaseDialect {
 
   return {
     name: 'sqlite',
-    kysely: new SqliteDialect({ database }),
+    kysely: new SqliteDialect({ database: withStatementCache(database) }),
     isUniqueViolation: (error) =>
       /^SQLITE_CONSTRAINT_(PRIMARYKEY|UNIQUE)$/.test((error as { code?: string }).code ?? ''),
+  };
+}
+
+/** How many distinct statements stay prepared; the service issues a few dozen shapes. */
+const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * Kysely prepares every query it runs; preparing costs more than running the small queries
+ * this service makes, so prepared statements are kept by SQL text and reused.
+ */
+function withStatementCache(database: Database.Database) {
+  const statements = new Map<string, Database.Statement>();
+  return {
+    close: () => {
+      statements.clear();
+      database.close();
+    },
+    prepare: (text: string) => {
+      let statement = statements.get(text);
+      if (!statement) {
+        if (statements.size >= STATEMENT_CACHE_SIZE) statements.clear();
+        statement = database.prepare(text);
+        statements.set(text, statement);
+      }
+      return statement;
+    },
   };
 }

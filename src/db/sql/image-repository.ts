@@ -42,16 +42,11 @@ export class SqlImageRepository implements ImageRepository {
   }
 
   async get(id: string): Promise<ImageRecord | null> {
-    const row = await this.#db
-      .selectFrom('images')
-      .selectAll()
-      .where('id', '=', id)
-      .where('deleted', '=', 0)
+    const row = await this.#selectWithDetails()
+      .where('images.id', '=', id)
+      .where('images.deleted', '=', 0)
       .executeTakeFirst();
-    if (!row) return null;
-
-    const [image] = await this.#withDetails([row]);
-    return image ?? null;
+    return row ? withDetails(row) : null;
   }
 
   async list(
@@ -61,14 +56,46 @@ export class SqlImageRepository implements ImageRepository {
   ): Promise<ImageRecord[]> {
     if (query.limit === 0) return [];
 
-    let select = this.#db
-      .selectFrom('images')
-      .selectAll('images')
-      .where((eb) => whereListed(eb, query, scope, marker));
+    let select = this.#selectWithDetails().where((eb) => whereListed(eb, query, scope, marker));
     for (const { key, dir } of query.sort) select = select.orderBy(sortExpression(key), dir);
 
     const rows = await select.limit(query.limit).execute();
-    return this.#withDetails(rows);
+    return rows.map(withDetails);
+  }
+
+  /** Image rows with their tags, properties and locations as JSON columns: one query. */
+  #selectWithDetails() {
+    const json = this.#dialect;
+    return this.#db
+      .selectFrom('images')
+      .selectAll('images')
+      .select((eb) => [
+        json
+          .jsonArrayFrom(
+            eb
+              .selectFrom('image_properties as p')
+              .select(['p.name', 'p.value'])
+              .whereRef('p.image_id', '=', 'images.id'),
+          )
+          .as('property_rows'),
+        json
+          .jsonArrayFrom(
+            eb
+              .selectFrom('image_tags as t')
+              .select('t.value')
+              .whereRef('t.image_id', '=', 'images.id'),
+          )
+          .as('tag_rows'),
+        json
+          .jsonArrayFrom(
+            eb
+              .selectFrom('image_locations as l')
+              .select(['l.url', 'l.metadata', 'l.status'])
+              .whereRef('l.image_id', '=', 'images.id')
+              .orderBy('l.position'),
+          )
+          .as('location_rows'),
+      ]);
   }
 
   async save(previous: ImageRecord, next: ImageRecord): Promise<boolean> {
@@ -131,61 +158,6 @@ export class SqlImageRepository implements ImageRepository {
       .where('deleted', '=', 0)
       .executeTakeFirst();
     return row !== undefined;
-  }
-
-  /** Attaches tags, properties and locations with three queries, whatever the page size. */
-  async #withDetails(rows: ImageRow[]): Promise<ImageRecord[]> {
-    if (rows.length === 0) return [];
-
-    const ids = rows.map((row) => row.id);
-    const [properties, tags, locations] = await Promise.all([
-      this.#db
-        .selectFrom('image_properties')
-        .select(['image_id', 'name', 'value'])
-        .where('image_id', 'in', ids)
-        .execute(),
-      this.#db
-        .selectFrom('image_tags')
-        .select(['image_id', 'value'])
-        .where('image_id', 'in', ids)
-        .execute(),
-      this.#db
-        .selectFrom('image_locations')
-        .select(['image_id', 'url', 'metadata', 'status'])
-        .where('image_id', 'in', ids)
-        .orderBy('image_id')
-        .orderBy('position')
-        .execute(),
-    ]);
-
-    const propertiesById = new Map<string, Record<string, string>>();
-    for (const { image_id, name, value } of properties) {
-      const bag = propertiesById.get(image_id) ?? {};
-      bag[name] = value;
-      propertiesById.set(image_id, bag);
-    }
-    const tagsById = new Map<string, string[]>();
-    for (const { image_id, value } of tags) {
-      tagsById.set(image_id, [...(tagsById.get(image_id) ?? []), value]);
-    }
-
-    const locationsById = new Map<string, ImageLocation[]>();
-    for (const { image_id, url, metadata, status } of locations) {
-      const location = {
-        url,
-        metadata: JSON.parse(metadata) as Record<string, unknown>,
-        status: status as ImageLocation['status'],
-      };
-      locationsById.set(image_id, [...(locationsById.get(image_id) ?? []), location]);
-    }
-
-    return rows.map((row) =>
-      toRecord(row, {
-        tags: tagsById.get(row.id) ?? [],
-        properties: propertiesById.get(row.id) ?? {},
-        locations: locationsById.get(row.id) ?? [],
-      }),
-    );
   }
 }
 
@@ -262,4 +234,36 @@ async function saveLocations(db: Executor, previous: ImageRecord, next: ImageRec
       })),
     )
     .execute();
+}
+
+type DetailRows = {
+  property_rows: unknown;
+  tag_rows: unknown;
+  location_rows: unknown;
+};
+
+/** SQLite returns the JSON columns as text, PostgreSQL as parsed values. */
+function parsed<T>(value: unknown): T[] {
+  const rows = typeof value === 'string' ? (JSON.parse(value) as unknown) : value;
+  return Array.isArray(rows) ? (rows as T[]) : [];
+}
+
+function withDetails(row: ImageRow & DetailRows): ImageRecord {
+  const { property_rows, tag_rows, location_rows, ...image } = row;
+  const properties: Record<string, string> = {};
+  for (const { name, value } of parsed<{ name: string; value: string }>(property_rows)) {
+    properties[name] = value;
+  }
+  const locations = parsed<{ url: string; metadata: string; status: string }>(location_rows).map(
+    (location) => ({
+      url: location.url,
+      metadata: JSON.parse(location.metadata) as Record<string, unknown>,
+      status: location.status as ImageLocation['status'],
+    }),
+  );
+  return toRecord(image, {
+    tags: parsed<{ value: string }>(tag_rows).map((tag) => tag.value),
+    properties,
+    locations,
+  });
 }

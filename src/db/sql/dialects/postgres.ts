@@ -1,6 +1,8 @@
 import pg from 'pg';
 import { PostgresDialect } from 'kysely';
 
+import { jsonArrayFrom } from 'kysely/helpers/postgres';
+
 import type { DatabaseDialect } from './dialect.js';
 
 const INT8_OID = 20;
@@ -21,6 +23,7 @@ export function postgresDialect(url: string, poolSize: number): DatabaseDialect 
     name: 'postgres',
     kysely: new PostgresDialect({ pool }),
     // 23505: unique_violation.
+    jsonArrayFrom: (subquery) => jsonArrayFrom(subquery) as never,
     isUniqueViolation: (error) => (error as { code?: string }).code === '23505',
   };
 }

@@ -3,6 +3,8 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteDialect } from 'kysely';
 
+import { jsonArrayFrom } from 'kysely/helpers/sqlite';
+
 import type { DatabaseDialect } from './dialect.js';
 
 /**
@@ -22,6 +24,8 @@ export function sqliteDialect(path: string): DatabaseDialect {
   return {
     name: 'sqlite',
     kysely: new SqliteDialect({ database: withStatementCache(database) }),
+    jsonArrayFrom: (subquery) =>
+      jsonArrayFrom(subquery as Parameters<typeof jsonArrayFrom>[0]) as never,
     isUniqueViolation: (error) =>
       /^SQLITE_CONSTRAINT_(PRIMARYKEY|UNIQUE)$/.test((error as { code?: string }).code ?? ''),
   };

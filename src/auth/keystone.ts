@@ -56,7 +56,7 @@ export class KeystoneAuthenticator implements Authenticator {
 
   constructor(settings: KeystoneSettings) {
     this.#settings = { ...settings, authUrl: settings.authUrl.replace(/\/+$/, '') };
-    this.challenge = `Keystone uri="${this.#settings.authUrl.replace(/\/v3$/, '')}"`;
+    this.challenge = `Keystone uri="${publicIdentityUri(this.#settings.authUrl)}"`;
   }
 
   async authenticate(headers: IncomingHttpHeaders): Promise<Identity> {
@@ -181,6 +181,14 @@ export class KeystoneAuthenticator implements Authenticator {
       });
     }
   }
+}
+
+/** The identity endpoint as clients should see it: no credentials, no version suffix. */
+function publicIdentityUri(authUrl: string): string {
+  const url = new URL(authUrl);
+  url.username = '';
+  url.password = '';
+  return url.toString().replace(/\/+$/, '').replace(/\/v3$/, '');
 }
 
 function identityOf(body: TokenBody): Identity {

@@ -51,6 +51,19 @@ export class ImageAccess {
     return { image, target };
   }
 
+  /**
+   * Loads an image the caller can see, without the read policy: upstream's member calls
+   * look images up this way and then refuse non-shared images before any policy check.
+   */
+  async findVisible(context: RequestContext, id: string, notFoundMessage: string) {
+    const image = await this.load(id);
+    const member = image ? await this.isMember(context, image) : false;
+    if (!image || !isImageVisible(context, image, member)) {
+      throw new NotFoundError(notFoundMessage);
+    }
+    return { image, target: this.target(context, image, member) };
+  }
+
   enforce(action: PolicyAction, context: RequestContext, target: PolicyTarget): void {
     this.policy.enforce(action, context, target);
   }

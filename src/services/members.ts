@@ -92,7 +92,8 @@ export class MemberService {
   }
 
   async #sharedImage(context: RequestContext, imageId: string, refused: string) {
-    const found = await this.#access.find(context, imageId, `Image ${imageId} not found.`);
+    const notFound = `Image ${imageId} not found.`;
+    const found = await this.#access.findVisible(context, imageId, notFound);
     if (found.image.visibility !== 'shared') throw new ForbiddenError(refused);
     return found;
   }

@@ -102,7 +102,9 @@ export class SqlImageRepository implements ImageRepository {
     return this.#db.transaction().execute(async (trx) => {
       let update = trx
         .updateTable('images')
-        .set(changedColumns(previous, next))
+        // updated_at is always written, so the statement has a SET clause even when only
+        // tags, properties or locations changed within the same millisecond.
+        .set({ ...changedColumns(previous, next), updated_at: next.updated_at })
         .where('id', '=', next.id)
         .where('deleted', '=', 0);
       if (previous.status !== next.status) update = update.where('status', '=', previous.status);

@@ -12,7 +12,7 @@ import { imageSchema, type FormatLists } from './schemas/image.js';
 const CREATE_READ_ONLY = ['direct_url', 'self', 'file', 'schema', 'stores'];
 
 /** Core fields that no client sets: named in a create body they are refused as read-only. */
-const ALWAYS_READ_ONLY = [
+export const ALWAYS_READ_ONLY = [
   'created_at',
   'updated_at',
   'status',
@@ -23,8 +23,9 @@ const ALWAYS_READ_ONLY = [
   'os_hash_value',
 ];
 
-const RESERVED = new Set(['location', 'deleted', 'deleted_at']);
-const RESERVED_PREFIX = 'os_glance';
+/** Property names kept for upstream's bookkeeping; refused on create and in patches. */
+export const RESERVED = new Set(['location', 'deleted', 'deleted_at']);
+export const RESERVED_PREFIX = 'os_glance';
 
 const MAX_INT32 = 2 ** 31 - 1;
 

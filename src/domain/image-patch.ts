@@ -5,6 +5,9 @@
 import { ConflictError, ForbiddenError, InvalidInputError } from './errors.js';
 import { WRITABLE_CORE_FIELDS, type ImageRecord } from './image.js';
 import {
+  ALWAYS_READ_ONLY,
+  RESERVED,
+  RESERVED_PREFIX,
   checkCoreValue,
   checkFourByteCharacters,
   isPlainObject,
@@ -29,22 +32,8 @@ export const PATCH_MEDIA_TYPES: Readonly<Record<string, 4 | 10>> = {
 
 const OPERATIONS: readonly PatchOperation[] = ['add', 'remove', 'replace'];
 
-const READ_ONLY = new Set([
-  'created_at',
-  'updated_at',
-  'status',
-  'checksum',
-  'size',
-  'virtual_size',
-  'direct_url',
-  'self',
-  'file',
-  'schema',
-  'id',
-  'os_hash_algo',
-  'os_hash_value',
-]);
-const RESERVED = new Set(['location', 'deleted', 'deleted_at']);
+/** PATCH may not touch what create may not set, nor the id or the link fields. */
+const READ_ONLY = new Set([...ALWAYS_READ_ONLY, 'direct_url', 'self', 'file', 'schema', 'id']);
 
 /** Path depth per operation; every other root takes exactly one segment. */
 const LOCATION_DEPTH: Readonly<Record<PatchOperation, number>> = {
@@ -153,7 +142,7 @@ function checkDepth(op: PatchOperation, path: string[]): void {
 function checkChange(change: PatchChange, schema: ImageSchemaValidator): void {
   const root = change.path[0] as string;
   if (READ_ONLY.has(root)) throw new ForbiddenError(`Attribute '${root}' is read-only.`);
-  if (RESERVED.has(root) || root.startsWith('os_glance')) {
+  if (RESERVED.has(root) || root.startsWith(RESERVED_PREFIX)) {
     throw new ForbiddenError(`Attribute '${root}' is reserved.`);
   }
   if (change.op === 'remove') return;

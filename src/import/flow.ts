@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 
-import { InvalidInputError } from '../domain/errors.js';
+import { GlimpseError, InvalidInputError } from '../domain/errors.js';
 import { transition, type ImageRecord } from '../domain/image.js';
 import type { TaskRecord } from '../domain/task.js';
 import type { ImageRepository } from '../db/repository.js';
@@ -32,6 +32,9 @@ export class ImportFlow implements TaskHandler {
   async run(task: TaskRecord): Promise<Record<string, unknown>> {
     const method = methodOf(task);
     let image = await this.#lockedImage(task);
+    // The lock makes this task the image's only writer, so partial files are leftovers of an
+    // earlier attempt of it whose process died.
+    await this.data.discardUncommitted(image.id);
     try {
       image = await this.#begin(image);
       if (method.name === 'web-download') image = await this.#download(image, method.uri);
@@ -42,7 +45,7 @@ export class ImportFlow implements TaskHandler {
       return { image_id: active.id };
     } catch (error) {
       await this.#revert(task, image.id);
-      throw error;
+      throw reasonOf(error);
     }
   }
 
@@ -89,6 +92,7 @@ export class ImportFlow implements TaskHandler {
   /** Back to queued, staged data removed, lock released; best effort, never throws. */
   async #revert(task: TaskRecord, imageId: string): Promise<void> {
     try {
+      await this.data.discardUncommitted(imageId);
       await this.data.removeStaged(imageId);
       const image = await this.images.get(imageId);
       if (image && (image.status === 'importing' || image.status === 'uploading')) {
@@ -103,6 +107,16 @@ export class ImportFlow implements TaskHandler {
       );
     }
   }
+}
+
+/**
+ * The task message is what the user reads: a refused disk image carries its reason in the
+ * error's detail, under a generic HTTP explanation.
+ */
+function reasonOf(error: unknown): unknown {
+  if (error instanceof GlimpseError && error.detail)
+    return new Error(error.detail, { cause: error });
+  return error;
 }
 
 function methodOf(task: TaskRecord): { name: string; uri?: unknown } {

@@ -154,6 +154,12 @@ export class ImageDataService implements ImageDataRemover {
     }
   }
 
+  /** Removes what interrupted writes of this image left in the staging and default stores. */
+  async discardUncommitted(imageId: string): Promise<void> {
+    await this.#stores.staging.discardUncommitted(imageId);
+    await this.#stores.defaultStore.discardUncommitted(imageId);
+  }
+
   async removeStaged(imageId: string): Promise<void> {
     await this.#stores.staging.delete(this.#stores.staging.locationOf(imageId));
   }

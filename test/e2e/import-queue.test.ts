@@ -1,0 +1,446 @@
+/**
+ * The shared import queue with real Glimpse processes: a web-download import whose process is
+ * killed with SIGKILL is taken up again by the next process (and given up after three tries),
+ * and on PostgreSQL two processes sharing one database and data directory run every queued
+ * import exactly once. The web-download source is a node:http server in the test process that
+ * counts the requests it gets for each path.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import type { TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { testDatabases } from '../support/databases.js';
+import type { TestDatabase } from '../support/databases.js';
+import { killServer, startServer, stopServer } from '../support/server-process.js';
+import type { ServerProcess } from '../support/server-process.js';
+
+const MiB = 1024 * 1024;
+/** The body of an interrupted import, and what is sent of it before the source holds. */
+const SLOW_SIZE = 6 * MiB;
+/** Over the staging store's 1 MiB write block, so that the partial file holds data. */
+const FIRST_PART = 2 * MiB;
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Until a download is well under way, or a task has finished. */
+const WAIT_TIMEOUT_MS = 30_000;
+const TEST_TIMEOUT_MS = 180_000;
+const QUEUED_IMPORTS = 20;
+
+interface ImageBody {
+  readonly id: string;
+  readonly status: string;
+  readonly size: number | null;
+  readonly checksum: string | null;
+  readonly os_hash_algo: string | null;
+  readonly os_hash_value: string | null;
+  readonly [property: string]: unknown;
+}
+
+interface TaskRow {
+  readonly id: string;
+  readonly status: string;
+  readonly message: string;
+  readonly result: Record<string, unknown> | null;
+}
+
+const md5 = (data: Buffer) => createHash('md5').update(data).digest('hex');
+const sha512 = (data: Buffer) => createHash('sha512').update(data).digest('hex');
+
+// ---------------------------------------------------------------------------------------------
+// The web-download source
+
+/** How a path answers its nth request (n from 1). */
+type Route = (response: ServerResponse, hit: number) => void;
+
+class Source {
+  readonly #routes = new Map<string, Route>();
+  readonly #hits = new Map<string, number>();
+
+  private constructor(
+    private readonly server: http.Server,
+    readonly port: number,
+  ) {}
+
+  static async start(t: TestContext): Promise<Source> {
+    const server = http.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', resolve);
+    });
+    const source = new Source(server, (server.address() as AddressInfo).port);
+    server.on('request', (request: IncomingMessage, response: ServerResponse) =>
+      source.#handle(request, response),
+    );
+    t.after(() => source.close());
+    return source;
+  }
+
+  #handle(request: IncomingMessage, response: ServerResponse): void {
+    const path = request.url ?? '';
+    const hit = (this.#hits.get(path) ?? 0) + 1;
+    this.#hits.set(path, hit);
+    // A killed importer resets the connection; that is expected here.
+    response.on('error', () => undefined);
+    const route = this.#routes.get(path);
+    if (route) route(response, hit);
+    else response.writeHead(404).end();
+  }
+
+  hits(path: string): number {
+    return this.#hits.get(path) ?? 0;
+  }
+
+  /** Serves data, after delayMs, to requests later than the first `stalled` ones. */
+  serve(path: string, data: Buffer, options: { stalled?: number; delayMs?: number } = {}) {
+    this.#routes.set(path, (response, hit) => {
+      response.writeHead(200, { 'content-length': String(data.length) });
+      // A stalled request gets the first part, then nothing: its importer is to be killed.
+      if (hit <= (options.stalled ?? 0)) {
+        response.write(data.subarray(0, FIRST_PART));
+        return;
+      }
+      const delay = options.delayMs ?? 0;
+      setTimeout(() => response.end(data), delay).unref();
+    });
+    return `http://127.0.0.1:${this.port}${path}`;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sites and servers
+
+/** A data directory and a database that servers are started on, and restarted on. */
+interface Site {
+  readonly dataDir: string;
+  start(): Promise<ServerProcess>;
+}
+
+/** A fresh data directory and database; every server started on it is stopped after t. */
+async function prepareSite(t: TestContext, database: TestDatabase, source: Source) {
+  const dataDir = await mkdtemp(join(tmpdir(), 'glimpse-import-queue-'));
+  const db = await database.create();
+  const servers: ServerProcess[] = [];
+  t.after(async () => {
+    for (const server of servers) await stopServer(server);
+    await db.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  const env: Record<string, string> = {
+    GLIMPSE_WORKER_HEARTBEAT_SECONDS: '1',
+    GLIMPSE_ALLOWED_HOSTS: '127.0.0.1',
+    GLIMPSE_ALLOWED_PORTS: `80,443,${source.port}`,
+  };
+  if (db.url) env.GLIMPSE_DATABASE_URL = db.url;
+
+  const site: Site = {
+    dataDir,
+    async start() {
+      const server = await startServer({ dataDir, env });
+      servers.push(server);
+      return server;
+    },
+  };
+  return site;
+}
+
+function serverLog(server: ServerProcess): string {
+  return `glimpse output (tail):\n${server.output().slice(-4000)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API
+
+async function api(
+  server: ServerProcess,
+  method: string,
+  path: string,
+  body?: Record<string, unknown>,
+): Promise<{ status: number; text: string }> {
+  const response = await fetch(new URL(path, server.url), {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  return { status: response.status, text: await response.text() };
+}
+
+async function createImage(server: ServerProcess, name: string): Promise<string> {
+  const body = { name, disk_format: 'raw', container_format: 'bare' };
+  const response = await api(server, 'POST', '/v2/images', body);
+  assert.equal(response.status, 201, response.text);
+  return (JSON.parse(response.text) as ImageBody).id;
+}
+
+async function webDownload(server: ServerProcess, id: string, uri: string): Promise<void> {
+  const body = { method: { name: 'web-download', uri } };
+  const response = await api(server, 'POST', `/v2/images/${id}/import`, body);
+  assert.equal(response.status, 202, `${response.text}\n${serverLog(server)}`);
+}
+
+async function getImage(server: ServerProcess, id: string): Promise<ImageBody> {
+  const response = await api(server, 'GET', `/v2/images/${id}`);
+  assert.equal(response.status, 200, `${response.text}\n${serverLog(server)}`);
+  return JSON.parse(response.text) as ImageBody;
+}
+
+async function tasksOf(server: ServerProcess, id: string): Promise<TaskRow[]> {
+  const response = await api(server, 'GET', `/v2/images/${id}/tasks`);
+  assert.equal(response.status, 200, `${response.text}\n${serverLog(server)}`);
+  return (JSON.parse(response.text) as { tasks: TaskRow[] }).tasks;
+}
+
+async function download(server: ServerProcess, id: string): Promise<Buffer> {
+  const response = await fetch(new URL(`/v2/images/${id}/file`, server.url), {
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  assert.equal(response.status, 200, serverLog(server));
+  return Buffer.from(await response.arrayBuffer());
+}
+
+/** The image's only task, once it has finished. */
+async function finishedTask(server: ServerProcess, id: string): Promise<TaskRow> {
+  return waitFor(
+    `the import task of ${id} to finish`,
+    WAIT_TIMEOUT_MS,
+    async () => {
+      const tasks = await tasksOf(server, id);
+      assert.equal(tasks.length, 1, `one task per import: ${JSON.stringify(tasks)}`);
+      const [task] = tasks;
+      return task && (task.status === 'success' || task.status === 'failure') ? task : null;
+    },
+    () => serverLog(server),
+  );
+}
+
+/** Waits until the image is importing and its download has put data in staging. */
+async function waitForDownload(
+  server: ServerProcess,
+  site: Site,
+  source: Source,
+  path: string,
+  id: string,
+  hit: number,
+): Promise<void> {
+  await waitFor(
+    `request ${hit} of ${path} to stage data of ${id}`,
+    WAIT_TIMEOUT_MS,
+    async () => {
+      if (source.hits(path) < hit) return null;
+      if ((await getImage(server, id)).status !== 'importing') return null;
+      const [task] = await tasksOf(server, id);
+      if (task?.status !== 'processing') return null;
+      const sizes = await Promise.all(
+        (await partialFiles(join(site.dataDir, 'staging'), id)).map(async (p) => stat(p)),
+      );
+      return sizes.some((file) => file.size > 0) ? true : null;
+    },
+    () => serverLog(server),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// What an import leaves
+
+async function partialFiles(root: string, id: string): Promise<string[]> {
+  const dir = join(root, '.partial');
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names.filter((name) => name.startsWith(`${id}.`)).map((name) => join(dir, name));
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Staged and partial files of the image: none may outlive its import. */
+async function leftovers(site: Site, id: string): Promise<string[]> {
+  const staging = join(site.dataDir, 'staging');
+  const staged = join(staging, id);
+  return [
+    ...((await exists(staged)) ? [staged] : []),
+    ...(await partialFiles(staging, id)),
+    ...(await partialFiles(join(site.dataDir, 'images'), id)),
+  ];
+}
+
+function assertUnlocked(image: ImageBody): void {
+  assert.equal(image.os_glance_import_task, undefined, JSON.stringify(image));
+  assert.equal(image.os_glance_importing_to_stores, '');
+  assert.equal(image.os_glance_failed_import, '');
+}
+
+async function assertActive(server: ServerProcess, site: Site, id: string, data: Buffer) {
+  const image = await getImage(server, id);
+  assert.equal(image.status, 'active', serverLog(server));
+  assert.equal(image.size, data.length);
+  assert.equal(image.checksum, md5(data));
+  assert.equal(image.os_hash_algo, 'sha512');
+  assert.equal(image.os_hash_value, sha512(data));
+  assertUnlocked(image);
+  assert.equal(sha512(await download(server, id)), sha512(data));
+  assert.deepEqual(await leftovers(site, id), []);
+}
+
+async function assertQueuedAndEmpty(server: ServerProcess, site: Site, id: string) {
+  const image = await getImage(server, id);
+  assert.equal(image.status, 'queued', serverLog(server));
+  assert.equal(image.size, null);
+  assert.equal(image.checksum, null);
+  assertUnlocked(image);
+  assert.equal(await exists(join(site.dataDir, 'images', id)), false);
+  assert.deepEqual(await leftovers(site, id), []);
+}
+
+/** Polls check until it returns non-null; fails after timeoutMs. */
+async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | null>,
+  context: () => string,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const result = await check();
+    if (result !== null) return result;
+    if (Date.now() >= deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${context()}`);
+    }
+    await sleep(100);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The suites
+
+for (const database of await testDatabases()) {
+  describe(`import queue on ${database.name}`, { skip: database.skip ?? false }, () => {
+    it(
+      'a web-download killed midway is finished by the restarted process, never left importing',
+      { timeout: TEST_TIMEOUT_MS },
+      async (t) => {
+        const source = await Source.start(t);
+        const site = await prepareSite(t, database, source);
+        const data = randomBytes(SLOW_SIZE);
+        const uri = source.serve('/slow', data, { stalled: 1 });
+
+        const first = await site.start();
+        const id = await createImage(first, 'interrupted');
+        await webDownload(first, id, uri);
+        await waitForDownload(first, site, source, '/slow', id, 1);
+        await killServer(first);
+
+        const second = await site.start();
+        const task = await finishedTask(second, id);
+        if (task.status === 'success') {
+          assert.deepEqual(task.result, { image_id: id });
+          assert.equal(source.hits('/slow'), 2, 'downloaded again after the restart');
+          await assertActive(second, site, id, data);
+        } else {
+          await assertQueuedAndEmpty(second, site, id);
+        }
+      },
+    );
+
+    it(
+      'a web-download killed three times fails and leaves the image queued with nothing staged',
+      { timeout: TEST_TIMEOUT_MS },
+      async (t) => {
+        const source = await Source.start(t);
+        const site = await prepareSite(t, database, source);
+        const uri = source.serve('/always-killed', randomBytes(SLOW_SIZE), { stalled: 99 });
+
+        let server = await site.start();
+        const id = await createImage(server, 'doomed');
+        await webDownload(server, id, uri);
+        for (let attempt = 1; attempt <= 3; attempt += 1) {
+          await waitForDownload(server, site, source, '/always-killed', id, attempt);
+          await killServer(server);
+          server = await site.start();
+        }
+
+        const task = await finishedTask(server, id);
+        assert.equal(task.status, 'failure');
+        assert.match(task.message, /interrupted 3 times/);
+        assert.equal(task.result, null);
+        assert.equal(source.hits('/always-killed'), 3, 'no fourth try');
+        await assertQueuedAndEmpty(server, site, id);
+      },
+    );
+
+    it(
+      'a process sharing the database takes over the web-download of a killed process',
+      {
+        timeout: TEST_TIMEOUT_MS,
+        skip: database.name === 'sqlite' ? 'two processes need a shared PostgreSQL' : false,
+      },
+      async (t) => {
+        const source = await Source.start(t);
+        const site = await prepareSite(t, database, source);
+        const data = randomBytes(SLOW_SIZE);
+        const uri = source.serve('/taken-over', data, { stalled: 1 });
+
+        // The survivor starts once the download runs, so the doomed process surely has it.
+        const doomed = await site.start();
+        const id = await createImage(doomed, 'taken-over');
+        await webDownload(doomed, id, uri);
+        await waitForDownload(doomed, site, source, '/taken-over', id, 1);
+        const survivor = await site.start();
+        assert.equal((await getImage(survivor, id)).status, 'importing');
+        await killServer(doomed);
+
+        const task = await finishedTask(survivor, id);
+        assert.equal(task.status, 'success', task.message);
+        assert.equal(source.hits('/taken-over'), 2);
+        await assertActive(survivor, site, id, data);
+      },
+    );
+
+    it(
+      'two processes sharing the queue run each of 20 web-downloads exactly once',
+      {
+        timeout: TEST_TIMEOUT_MS,
+        skip: database.name === 'sqlite' ? 'two processes need a shared PostgreSQL' : false,
+      },
+      async (t) => {
+        const source = await Source.start(t);
+        const site = await prepareSite(t, database, source);
+        const servers = [await site.start(), await site.start()];
+        const imports = await Promise.all(
+          Array.from({ length: QUEUED_IMPORTS }, async (_, n) => {
+            const server = servers[n % 2] as ServerProcess;
+            const path = `/queued-${n}`;
+            const data = randomBytes(256 * 1024 + n);
+            // Slow enough that both processes hold several tasks at once.
+            const uri = source.serve(path, data, { delayMs: 150 });
+            const id = await createImage(server, `queued-${n}`);
+            return { server, path, data, id, uri };
+          }),
+        );
+        await Promise.all(imports.map(({ server, id, uri }) => webDownload(server, id, uri)));
+
+        for (const { server, path, data, id } of imports) {
+          // Either process may have run it; both must tell the same outcome.
+          const task = await finishedTask(server, id);
+          assert.equal(task.status, 'success', `${path}: ${task.message}`);
+          for (const viewer of servers) await assertActive(viewer, site, id, data);
+        }
+        for (const { path } of imports) assert.equal(source.hits(path), 1, `${path} requests`);
+      },
+    );
+  });
+}

@@ -150,6 +150,16 @@ function columnCondition(eb: Builder, filter: ColumnFilter): Condition {
 
 /** Rows strictly after the marker in the requested order (a lexicographic tuple compare). */
 function afterMarker(eb: Builder, query: ImageListQuery, marker: ImageRecord): Condition {
+  const [first] = query.sort;
+  if (first && query.sort.every(({ dir }) => dir === first.dir)) {
+    // One direction: a row-value comparison, which both engines turn into an index range
+    // scan, so a page deep in the list costs what the first page costs.
+    const columns = sql.join(query.sort.map(({ key }) => sortExpression(key)));
+    const values = sql.join(query.sort.map(({ key }) => sortValue(key, marker)));
+    const beyond = first.dir === 'asc' ? sql`>` : sql`<`;
+    return sql<SqlBool>`(${columns}) ${beyond} (${values})`;
+  }
+
   const alternatives = query.sort.map((current, index) => {
     const ties = query.sort
       .slice(0, index)

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 
 import type { Authenticator } from './auth/authenticator.js';
 import { KeystoneAuthenticator } from './auth/keystone.js';
+import { KeystoneClient } from './auth/keystone-client.js';
 import { NoAuthAuthenticator } from './auth/noauth.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -22,6 +23,7 @@ import {
 import { PropertyGuard } from './services/property-guard.js';
 import { loadPolicy, PolicyFileError, type Policy } from './domain/policy.js';
 import { PolicyRuleError } from './domain/policy/rules.js';
+import type { ImageRepository } from './db/repository.js';
 import { openRepositories } from './db/sql/database.js';
 import { buildHttpServer } from './http/server.js';
 import { closeHashPool } from './pipeline/hashing.js';
@@ -33,6 +35,9 @@ import { ImportFlow } from './import/flow.js';
 import { TaskRunner } from './import/runner.js';
 import { validateImportUri } from './import/uri-filter.js';
 import { openWebSource, type WebSourceOptions } from './import/web-source.js';
+import { KeystoneLimitSource } from './quota/keystone-limits.js';
+import { ProjectQuotas } from './quota/project-quotas.js';
+import { parseStorageQuota } from './quota/storage.js';
 import { ImportService } from './services/imports.js';
 import { TaskService } from './services/tasks.js';
 import { WriteRecovery } from './services/write-recovery.js';
@@ -74,6 +79,31 @@ function buildAuthenticator(config: Config): Authenticator {
     cacheSize: config.token_cache_size,
     timeoutSeconds: config.keystone_timeout_seconds,
   });
+}
+
+/** Keystone unified limits replace user_storage_quota when they are on. */
+function buildProjectQuotas(config: Config, images: ImageRepository): ProjectQuotas {
+  const storageQuota = parseStorageQuota(config.user_storage_quota) ?? 0;
+  if (!config.use_keystone_limits)
+    return new ProjectQuotas(images, { storageQuota, limits: null });
+
+  const client = new KeystoneClient({
+    authUrl: config.keystone_auth_url,
+    username: config.keystone_username,
+    password: config.keystone_password,
+    projectName: config.keystone_project_name,
+    userDomainName: config.keystone_user_domain_name,
+    projectDomainName: config.keystone_project_domain_name,
+    timeoutSeconds: config.keystone_timeout_seconds,
+    // Keystone shows a project-scoped token only its own project's limits.
+    scope: 'system',
+  });
+  const limits = new KeystoneLimitSource(client, {
+    serviceId: config.keystone_limits_service_id,
+    regionId: config.keystone_limits_region_id,
+    cacheSeconds: config.keystone_limits_cache_seconds,
+  });
+  return new ProjectQuotas(images, { storageQuota, limits });
 }
 
 function webSourceOptions(config: Config): WebSourceOptions {
@@ -144,22 +174,28 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
     url: config.database_url,
     dataDir: config.data_dir,
     poolSize: config.database_pool_size,
+    onConnectionError: (error) =>
+      logger.warn({ err: error }, 'lost a PostgreSQL connection; the pool opens a new one'),
   });
   await repositories.migrate();
   const stores = await buildStores(config);
 
   const { policy, protections } = loadAccessRules(config);
   const access = new ImageAccess(repositories.images, policy);
-  const data = new ImageDataService(access, stores, repositories.writes, {
-    sizeCap: config.image_size_cap,
-    hashingAlgorithm: config.hashing_algorithm,
-    workerId,
-  });
+  const quotas = buildProjectQuotas(config, repositories.images);
+  const data = new ImageDataService(
+    access,
+    stores,
+    repositories.writes,
+    { sizeCap: config.image_size_cap, hashingAlgorithm: config.hashing_algorithm, workerId },
+    quotas,
+  );
   const images = new ImageService(
     access,
     { imagePropertyQuota: config.image_property_quota, imageTagQuota: config.image_tag_quota },
     data,
     new PropertyGuard(protections),
+    quotas,
   );
   const recovery = new WriteRecovery(
     repositories.writes,
@@ -194,11 +230,16 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
     (id) => recovery.isWorkerAlive(id),
     logger,
   );
-  const imports = new ImportService(access, repositories.tasks, {
-    enabledMethods: config.enabled_import_methods,
-    validateUri: (uri) => validateImportUri(uri, webSource),
-    onQueued: () => runner.notify(),
-  });
+  const imports = new ImportService(
+    access,
+    repositories.tasks,
+    {
+      enabledMethods: config.enabled_import_methods,
+      validateUri: (uri) => validateImportUri(uri, webSource),
+      onQueued: () => runner.notify(),
+    },
+    quotas,
+  );
   const http = await buildHttpServer({
     config,
     logger,
@@ -209,6 +250,7 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
     members,
     imports,
     tasks,
+    quotas,
   });
   runner.start();
 

@@ -1,7 +1,8 @@
 /**
  * Keystone token authentication, as keystonemiddleware does it for upstream Glance: the
  * caller's X-Auth-Token is validated with Keystone (GET /v3/auth/tokens, authorised by this
- * service's own token), and the project, user and roles come from Keystone's answer.
+ * service's own token, see ./keystone-client.ts), and the project, user and roles come from
+ * Keystone's answer.
  *
  * Validated tokens are cached for a bounded time (`token_cache_seconds`): a revoked token
  * keeps working until its cache entry ages out, which is the price of not asking Keystone on
@@ -9,11 +10,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { request } from 'undici';
 
 import { expandRoles } from '../domain/context.js';
 import { ForbiddenError, UnauthorizedError, UnavailableError } from '../domain/errors.js';
 import type { Authenticator, Identity } from './authenticator.js';
+import { KeystoneClient } from './keystone-client.js';
 
 export interface KeystoneSettings {
   /** Identity API root, e.g. http://127.0.0.1:5000/v3. */
@@ -43,20 +44,17 @@ interface CachedToken {
   readonly validUntil: number;
 }
 
-/** The service token is renewed when less than this is left of its life. */
-const RENEW_MARGIN_MS = 120_000;
-
 export class KeystoneAuthenticator implements Authenticator {
   readonly mode = 'keystone';
   readonly challenge: string;
   readonly #settings: KeystoneSettings;
   readonly #cache = new Map<string, CachedToken>();
-  #serviceToken: { value: string; expiresAt: number } | null = null;
-  #renewal: Promise<string> | null = null;
+  readonly #client: KeystoneClient;
 
   constructor(settings: KeystoneSettings) {
-    this.#settings = { ...settings, authUrl: settings.authUrl.replace(/\/+$/, '') };
-    this.challenge = `Keystone uri="${publicIdentityUri(this.#settings.authUrl)}"`;
+    this.#settings = settings;
+    this.#client = new KeystoneClient(settings);
+    this.challenge = `Keystone uri="${publicIdentityUri(this.#client.authUrl)}"`;
   }
 
   async authenticate(headers: IncomingHttpHeaders): Promise<Identity> {
@@ -94,92 +92,13 @@ export class KeystoneAuthenticator implements Authenticator {
     this.#cache.set(key, entry);
   }
 
-  async #fetchToken(token: string, retried = false): Promise<TokenBody> {
-    const serviceToken = await this.#currentServiceToken();
-    const response = await this.#call('GET', '/auth/tokens', {
-      'x-auth-token': serviceToken,
-      'x-subject-token': token,
-    });
+  async #fetchToken(token: string): Promise<TokenBody> {
+    const response = await this.#client.get('/auth/tokens', { 'x-subject-token': token });
     if (response.status === 200) return (await response.json()) as TokenBody;
     if (response.status === 404) {
       throw new UnauthorizedError('The request you have made requires authentication.');
     }
-    if (response.status === 401 && !retried) {
-      // Our own token was refused (revoked or expired early): get a new one, once.
-      this.#serviceToken = null;
-      return this.#fetchToken(token, true);
-    }
     throw new UnavailableError(`Keystone answered ${response.status} to token validation.`);
-  }
-
-  async #currentServiceToken(): Promise<string> {
-    const current = this.#serviceToken;
-    if (current && current.expiresAt - Date.now() > RENEW_MARGIN_MS) return current.value;
-
-    // Concurrent requests share one renewal.
-    this.#renewal ??= this.#issueServiceToken().finally(() => {
-      this.#renewal = null;
-    });
-    return this.#renewal;
-  }
-
-  async #issueServiceToken(): Promise<string> {
-    const s = this.#settings;
-    const body = {
-      auth: {
-        identity: {
-          methods: ['password'],
-          password: {
-            user: { name: s.username, domain: { name: s.userDomainName }, password: s.password },
-          },
-        },
-        scope: { project: { name: s.projectName, domain: { name: s.projectDomainName } } },
-      },
-    };
-    const response = await this.#call('POST', '/auth/tokens', {}, JSON.stringify(body));
-    const value = response.headers.get('x-subject-token');
-    if (response.status !== 201 || !value) {
-      throw new UnavailableError(
-        `Keystone refused the service credentials (${response.status}); ` +
-          'check the keystone_* options.',
-      );
-    }
-    const parsed = (await response.json()) as TokenBody;
-    const expiresAt = Date.parse(parsed.token?.expires_at ?? '') || Date.now() + 3_600_000;
-    this.#serviceToken = { value, expiresAt };
-    return value;
-  }
-
-  async #call(
-    method: 'GET' | 'POST',
-    path: string,
-    headers: Record<string, string>,
-    body?: string,
-  ): Promise<{ status: number; headers: Headers; json(): Promise<unknown> }> {
-    const timeout = this.#settings.timeoutSeconds * 1000;
-    try {
-      const response = await request(`${this.#settings.authUrl}${path}`, {
-        method,
-        headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
-        body,
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-      });
-      const text = await response.body.text();
-      const responseHeaders = new Headers();
-      for (const [name, value] of Object.entries(response.headers)) {
-        if (typeof value === 'string') responseHeaders.set(name, value);
-      }
-      return {
-        status: response.statusCode,
-        headers: responseHeaders,
-        json: async () => (text ? JSON.parse(text) : {}) as unknown,
-      };
-    } catch (error) {
-      throw new UnavailableError('The identity service (Keystone) is unreachable.', {
-        cause: error,
-      });
-    }
   }
 }
 

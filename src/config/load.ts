@@ -2,6 +2,7 @@ import { getHashes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 
+import { parseStorageQuota } from '../quota/storage.js';
 import { OPTIONS, type Config, type OptionName, type OptionSpec } from './schema.js';
 
 /** Raised when the configuration cannot be used; the message names the offending option. */
@@ -132,12 +133,13 @@ function checkMeaning(config: Config): void {
       "option 'database_url' must be empty, sqlite:<path> or a postgres:// URL",
     );
   }
-  if (config.auth_strategy === 'keystone') {
-    for (const name of ['keystone_auth_url', 'keystone_password'] as const) {
-      if (!config[name]) {
-        throw new ConfigError(`option '${name}' must be set when auth_strategy is keystone`);
-      }
-    }
+  if (config.auth_strategy === 'keystone') requireKeystone(config, 'auth_strategy is keystone');
+  if (config.use_keystone_limits) requireKeystone(config, 'use_keystone_limits is true');
+  if (parseStorageQuota(config.user_storage_quota) === null) {
+    throw new ConfigError(
+      "option 'user_storage_quota' must be a whole number of bytes, optionally followed by " +
+        `B, KB, MB, GB or TB without a space (e.g. 10GB), got '${config.user_storage_quota}'`,
+    );
   }
   for (const name of ['allowed_ports', 'disallowed_ports'] as const) {
     if (config[name].some((port) => !/^\d{1,5}$/.test(port) || Number(port) > 65535)) {
@@ -148,5 +150,11 @@ function checkMeaning(config: Config): void {
     throw new ConfigError(
       `option 'hashing_algorithm' names an unknown digest '${config.hashing_algorithm}'`,
     );
+  }
+}
+
+function requireKeystone(config: Config, reason: string): void {
+  for (const name of ['keystone_auth_url', 'keystone_password'] as const) {
+    if (!config[name]) throw new ConfigError(`option '${name}' must be set when ${reason}`);
   }
 }

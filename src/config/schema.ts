@@ -145,6 +145,41 @@ export const OPTIONS = {
     maximum: Number.MAX_SAFE_INTEGER,
     description: 'Largest image, in bytes, that can be uploaded or staged.',
   },
+  user_storage_quota: {
+    type: 'string',
+    default: '0',
+    description:
+      'Data a project may keep in the stores: bytes, or a number followed by B, KB, MB, GB ' +
+      'or TB (powers of 1024, no space), e.g. 10GB; 0: no quota. Ignored when ' +
+      'use_keystone_limits is on.',
+  },
+  use_keystone_limits: {
+    type: 'boolean',
+    default: false,
+    description:
+      'Enforce the Keystone unified limits image_size_total, image_stage_total, ' +
+      'image_count_total and image_count_uploading. They are read with the keystone_* ' +
+      'credentials and a system-scoped token: the service user needs a role on the system, ' +
+      'e.g. reader.',
+  },
+  keystone_limits_service_id: {
+    type: 'string',
+    default: '',
+    description:
+      "Keystone's id of the image service whose limits apply; empty: the one service of " +
+      'type image.',
+  },
+  keystone_limits_region_id: {
+    type: 'string',
+    default: '',
+    description: 'Region whose limits apply; empty: limits registered without a region.',
+  },
+  keystone_limits_cache_seconds: {
+    type: 'integer',
+    default: 30,
+    minimum: 0,
+    description: 'How long limits read from Keystone are used before they are read again.',
+  },
   disk_formats: {
     type: 'list',
     default: ['ami', 'ari', 'aki', 'vhd', 'vhdx', 'vmdk', 'raw', 'qcow2', 'vdi', 'iso', 'ploop'],

@@ -12,6 +12,24 @@ export interface ListScope {
   readonly projectId: string | null;
 }
 
+/**
+ * What one project's images consume, measured as upstream Glance measures it for quotas. Only
+ * images owned by the project and not killed, deleted or pending_delete count.
+ */
+export interface ProjectUsage {
+  /** Bytes in the stores: size times the number of live locations, over images with data. */
+  readonly storedBytes: number;
+  /** Bytes in staging: sizes of images uploading or importing, or being copied to a store. */
+  readonly stagedBytes: number;
+  /** Images. */
+  readonly images: number;
+  /** Images saving, uploading or importing, or being copied to a store. */
+  readonly uploading: number;
+}
+
+/** A quota check: throws (QuotaExceededError) to refuse the write it guards. */
+export type UsageCheck = (usage: ProjectUsage) => void;
+
 export interface ImageRepository {
   /** Stores a new image. Throws ConflictError when the id was ever used, deleted or not. */
   create(image: ImageRecord): Promise<void>;
@@ -47,6 +65,24 @@ export interface ImageRepository {
 
   /** Whether `projectId` has a membership row for the image, in any member status. */
   isMember(imageId: string, projectId: string): Promise<boolean>;
+
+  /** The usage of the images `projectId` owns. */
+  usage(projectId: string): Promise<ProjectUsage>;
+
+  /**
+   * `create`, after `check` accepted the project's usage. The check and the write happen
+   * under a per-project lock, so that checked writes of one project run one at a time, each
+   * seeing the usage the previous ones left.
+   */
+  createChecked(image: ImageRecord, projectId: string, check: UsageCheck): Promise<void>;
+
+  /** `save`, after `check` accepted the project's usage, under the same lock. */
+  saveChecked(
+    previous: ImageRecord,
+    next: ImageRecord,
+    projectId: string,
+    check: UsageCheck,
+  ): Promise<boolean>;
 }
 
 export type MemberStatus = 'pending' | 'accepted' | 'rejected';

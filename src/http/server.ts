@@ -23,8 +23,10 @@ import type { ImageService } from '../services/images.js';
 import type { ImportService } from '../services/imports.js';
 import type { MemberService } from '../services/members.js';
 import type { TaskService } from '../services/tasks.js';
+import type { ProjectQuotas } from '../quota/project-quotas.js';
 import { imageImportRoutes } from './routes/image-import.js';
 import { taskRoutes } from './routes/tasks.js';
+import { usageRoutes } from './routes/usage.js';
 import { imageMemberRoutes } from './routes/image-members.js';
 import { imageDataRoutes } from './routes/image-data.js';
 import { imageRoutes } from './routes/images.js';
@@ -51,6 +53,7 @@ export interface HttpDependencies {
   readonly members: MemberService;
   readonly imports: ImportService;
   readonly tasks: TaskService;
+  readonly quotas: ProjectQuotas;
 }
 
 const REQUEST_ID_HEADER = 'x-openstack-request-id';
@@ -83,6 +86,7 @@ export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyIn
   await app.register(imageTagRoutes(deps));
   await app.register(imageMemberRoutes(deps.members));
   await app.register(imageImportRoutes(deps.imports));
+  await app.register(usageRoutes(deps.quotas));
   await app.register(
     taskRoutes(deps.tasks, {
       limitDefault: config.limit_param_default,

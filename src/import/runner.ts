@@ -30,6 +30,7 @@ export interface TaskRunnerSettings {
 export class TaskRunner {
   readonly #running = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | null = null;
+  #checking: Promise<void> | null = null;
   #stopped = false;
 
   constructor(
@@ -52,12 +53,17 @@ export class TaskRunner {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
-    await Promise.allSettled([...this.#running]);
+    // A queue check in progress holds a database connection; let it finish before closing.
+    await Promise.allSettled([this.#checking, ...this.#running]);
   }
 
   #schedule(delay: number): void {
     if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#tick(), delay);
+    this.#timer = setTimeout(() => {
+      this.#checking = this.#tick().finally(() => {
+        this.#checking = null;
+      });
+    }, delay);
     this.#timer.unref();
   }
 

@@ -6,7 +6,10 @@
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 
-export class ChecksumMismatchError extends Error {}
+import { UnavailableError } from '../domain/errors.js';
+
+/** Stored data no longer matches its checksum: the copy is unusable, not the request wrong. */
+export class ChecksumMismatchError extends UnavailableError {}
 
 export function verifyingStream(expectedMd5: string): Transform {
   const md5 = createHash('md5');

@@ -11,12 +11,16 @@ import {
   ForbiddenError,
   GlimpseError,
   GoneError,
+  QuotaExceededError,
   UnavailableError,
   UnsupportedMediaTypeError,
 } from '../domain/errors.js';
 import { transition, type ImageRecord, type ImageStatus } from '../domain/image.js';
 import type { DataWriteKind, DataWriteRegistry } from '../db/repository.js';
-import { ingest, type IngestResult } from '../pipeline/ingest.js';
+import { ingest, type IngestOptions, type IngestResult } from '../pipeline/ingest.js';
+import { mebibytes } from '../quota/limits.js';
+import type { ProjectQuotas } from '../quota/project-quotas.js';
+import { storageQuotaExceeded } from '../quota/storage.js';
 import type { StoreRegistry } from '../stores/registry.js';
 import {
   StoreNotFoundError,
@@ -51,27 +55,34 @@ export class ImageDataService implements ImageDataRemover {
   readonly #stores: StoreRegistry;
   readonly #writes: DataWriteRegistry;
   readonly #settings: DataSettings;
+  readonly #quotas: ProjectQuotas;
 
   constructor(
     access: ImageAccess,
     stores: StoreRegistry,
     writes: DataWriteRegistry,
     settings: DataSettings,
+    quotas: ProjectQuotas,
   ) {
     this.#access = access;
     this.#stores = stores;
     this.#writes = writes;
     this.#settings = settings;
+    this.#quotas = quotas;
   }
 
   async upload(context: RequestContext, id: string, request: UploadRequest): Promise<void> {
+    const project = context.projectId;
+    const declared = { image_size_total: mebibytes(request.declaredSize) };
+    await this.#quotas.enforceLimits(project, declared);
     const { image, target } = await this.#access.find(context, id);
     this.#access.enforce('upload_image', context, target);
 
-    const saving = await this.#begin(image, 'saving', 'upload');
+    const saving = await this.#begin(project, image, 'saving', 'upload');
     const store = this.#stores.defaultStore;
-    await this.#write(saving, 'upload', store, async (writer) => {
-      const result = await ingest(request.body, writer, {
+    await this.#write(project, saving, 'upload', store, async (writer) => {
+      const room = await this.#quotas.storageRoom(project, request.declaredSize);
+      const result = await ingestWithin(room, request.body, writer, {
         sizeCap: this.#settings.sizeCap,
         declaredSize: request.declaredSize,
         hashAlgo: image.os_hash_algo ?? this.#settings.hashingAlgorithm,
@@ -84,11 +95,14 @@ export class ImageDataService implements ImageDataRemover {
   }
 
   async stage(context: RequestContext, id: string, request: UploadRequest): Promise<void> {
+    const project = context.projectId;
+    const declared = { image_stage_total: mebibytes(request.declaredSize) };
+    await this.#quotas.enforceLimits(project, declared);
     const { image, target } = await this.#access.find(context, id);
     this.#access.enforce('modify_image', context, target);
 
-    const uploading = await this.#begin(image, 'uploading', 'stage');
-    await this.#write(uploading, 'stage', this.#stores.staging, async (writer) => {
+    const uploading = await this.#begin(project, image, 'uploading', 'stage');
+    await this.#write(project, uploading, 'stage', this.#stores.staging, async (writer) => {
       const result = await ingest(request.body, writer, {
         sizeCap: this.#settings.sizeCap,
         declaredSize: request.declaredSize,
@@ -105,6 +119,11 @@ export class ImageDataService implements ImageDataRemover {
    * status change), bounded by image_size_cap. Returns the staged byte count.
    */
   async stageStream(image: ImageRecord, body: AsyncIterable<Buffer>): Promise<number> {
+    // The image, importing, already counts as uploading; its size is not known yet.
+    await this.#quotas.enforceLimits(image.owner, {
+      image_stage_total: 0,
+      image_count_uploading: 0,
+    });
     const writer = await this.#stores.staging.createWriter(image.id);
     try {
       const result = await ingest(body, writer, {
@@ -127,22 +146,28 @@ export class ImageDataService implements ImageDataRemover {
    * location, as saved. The staged copy stays until the caller removes it.
    */
   async importStaged(importing: ImageRecord): Promise<ImageRecord> {
+    // The task runs without the caller's context; the image's owner stands for its project.
+    const project = importing.owner;
+    const size = importing.size;
+    await this.#quotas.enforceLimits(project, { image_size_total: mebibytes(size) });
+    const room = await this.#quotas.storageRoom(project, size);
+
     const staging = this.#stores.staging;
     const store = this.#stores.defaultStore;
     const source = await staging.read(staging.locationOf(importing.id));
     const writer = await store.createWriter(importing.id);
     let url: string | null = null;
     try {
-      const result = await ingest(source, writer, {
+      const result = await ingestWithin(room, source, writer, {
         sizeCap: this.#settings.sizeCap,
-        declaredSize: importing.size,
+        declaredSize: size,
         hashAlgo: importing.os_hash_algo ?? this.#settings.hashingAlgorithm,
         inspectAs: importing.container_format === 'bare' ? importing.disk_format : null,
       });
       checkVerdict(result);
       url = await writer.commit();
       const active = activated(importing, result, url, store.id);
-      if (!(await this.#access.repo.save(importing, active))) {
+      if (!(await this.#quotas.commitStored(project, importing, active))) {
         throw new GoneError(`Image ${importing.id} was deleted or changed during the import.`);
       }
       return active;
@@ -209,15 +234,23 @@ export class ImageDataService implements ImageDataRemover {
     await this.#stores.staging.delete(this.#stores.staging.locationOf(image.id));
   }
 
-  /** Moves the image out of queued, claiming it so that a racing write gets 409. */
-  async #begin(image: ImageRecord, to: ImageStatus, kind: DataWriteKind): Promise<ImageRecord> {
+  /**
+   * Moves the image out of queued, claiming it so that a racing write gets 409; it then counts
+   * against the project's image_count_uploading.
+   */
+  async #begin(
+    project: string | null,
+    image: ImageRecord,
+    to: ImageStatus,
+    kind: DataWriteKind,
+  ): Promise<ImageRecord> {
     if (image.status !== 'queued') {
       throw new ConflictError(
         `Image status transition from ${image.status} to ${to} is not allowed`,
       );
     }
     const next = { ...image, ...transition(image, to), updated_at: now() };
-    if (!(await this.#access.repo.save(image, next))) {
+    if (!(await this.#quotas.claim(project, image, next))) {
       throw new ConflictError(`Image status transition from queued to ${to} is not allowed`);
     }
     await this.#writes.begin({ imageId: image.id, kind, workerId: this.#settings.workerId });
@@ -227,8 +260,10 @@ export class ImageDataService implements ImageDataRemover {
   /**
    * Runs one write from `saving`/`uploading` to its final state. On any failure the data is
    * discarded and the image goes back to queued; if the image was deleted meanwhile, 410.
+   * The final state is only recorded if the data, at its real size, fits the quotas.
    */
   async #write(
+    project: string | null,
     image: ImageRecord,
     kind: DataWriteKind,
     store: ImageStore,
@@ -242,7 +277,13 @@ export class ImageDataService implements ImageDataRemover {
       const finished = await body(writer).catch((error: unknown) => {
         throw error instanceof StoreUnavailableError ? unavailable(store, error) : error;
       });
-      if (!(await this.#access.repo.save(image, finished))) {
+      const saved = await this.#record(project, kind, image, finished).catch(
+        async (error: unknown) => {
+          await this.#discardCommitted(finished, kind, store);
+          throw error;
+        },
+      );
+      if (!saved) {
         await this.#discardCommitted(finished, kind, store);
         throw new GoneError(`Image ${image.id} was deleted during the ${kind}.`);
       }
@@ -253,6 +294,12 @@ export class ImageDataService implements ImageDataRemover {
     } finally {
       await this.#writes.end(image.id);
     }
+  }
+
+  #record(project: string | null, kind: DataWriteKind, image: ImageRecord, next: ImageRecord) {
+    return kind === 'upload'
+      ? this.#quotas.commitStored(project, image, next)
+      : this.#quotas.commitStaged(project, image, next);
   }
 
   async #discardCommitted(image: ImageRecord, kind: DataWriteKind, store: ImageStore) {
@@ -267,6 +314,25 @@ export class ImageDataService implements ImageDataRemover {
   async #requeue(image: ImageRecord): Promise<void> {
     const queued = { ...image, ...transition(image, 'queued'), updated_at: now() };
     await this.#access.repo.save(image, queued);
+  }
+}
+
+/**
+ * `ingest`, with the write also stopped once it passes `room`, the bytes the storage quota
+ * leaves (null: no quota). Whichever of the two caps is lower is the one that applies.
+ */
+async function ingestWithin(
+  room: number | null,
+  source: AsyncIterable<Buffer>,
+  writer: StoreWriter,
+  options: IngestOptions,
+): Promise<IngestResult> {
+  const quotaFirst = room !== null && room < options.sizeCap;
+  try {
+    return await ingest(source, writer, quotaFirst ? { ...options, sizeCap: room } : options);
+  } catch (error) {
+    if (quotaFirst && error instanceof QuotaExceededError) throw storageQuotaExceeded(null, room);
+    throw error;
   }
 }
 

@@ -19,6 +19,7 @@ import type { ImageListQuery } from '../domain/list-query.js';
 import type { Policy, PolicyTarget } from '../domain/policy.js';
 import { isImageVisible } from '../domain/visibility.js';
 import type { ImageRepository } from '../db/repository.js';
+import type { ProjectQuotas } from '../quota/project-quotas.js';
 import type { ImageAccess } from './image-access.js';
 import type { PropertyGuard } from './property-guard.js';
 
@@ -46,12 +47,14 @@ export class ImageService {
   readonly #quotas: ImageQuotas;
   readonly #data: ImageDataRemover;
   readonly #properties: PropertyGuard;
+  readonly #projectQuotas: ProjectQuotas;
 
   constructor(
     access: ImageAccess,
     quotas: ImageQuotas,
     data: ImageDataRemover,
     properties: PropertyGuard,
+    projectQuotas: ProjectQuotas,
   ) {
     this.#repo = access.repo;
     this.#policy = access.policy;
@@ -59,6 +62,7 @@ export class ImageService {
     this.#quotas = quotas;
     this.#data = data;
     this.#properties = properties;
+    this.#projectQuotas = projectQuotas;
   }
 
   async create(context: RequestContext, request: CreateRequest): Promise<ImageRecord> {
@@ -94,7 +98,8 @@ export class ImageService {
       properties: request.properties,
       locations: [],
     };
-    await this.#repo.create(image);
+    // Counted against the caller's project (image_count_total), as upstream does.
+    await this.#projectQuotas.create(context.projectId, image);
     return this.#properties.readable(context, image);
   }
 

@@ -11,6 +11,7 @@ import type { ImageRecord } from '../domain/image.js';
 import { isPlainObject } from '../domain/image-input.js';
 import type { TaskRecord } from '../domain/task.js';
 import type { TaskRepository } from '../db/repository.js';
+import type { ProjectQuotas } from '../quota/project-quotas.js';
 import type { ImageAccess } from './image-access.js';
 
 export const IMPORT_LOCK = 'os_glance_import_task';
@@ -37,6 +38,7 @@ export class ImportService {
     private readonly access: ImageAccess,
     private readonly tasks: TaskRepository,
     private readonly settings: ImportSettings,
+    private readonly quotas: ProjectQuotas,
   ) {}
 
   get methods(): readonly string[] {
@@ -63,6 +65,8 @@ export class ImportService {
   }
 
   async start(context: RequestContext, imageId: string, request: ImportRequest): Promise<string> {
+    // Before the lookup, as upstream: a project already over image_size_total cannot import.
+    await this.quotas.enforceLimits(context.projectId, { image_size_total: 0 });
     const { image, target } = await this.access.find(context, imageId);
     checkStatus(image, request.method.name);
     this.access.enforce('modify_image', context, target);

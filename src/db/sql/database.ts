@@ -19,6 +19,8 @@ export interface DatabaseSettings {
   readonly url: string;
   readonly dataDir: string;
   readonly poolSize: number;
+  /** Told about a lost idle PostgreSQL connection (the pool reconnects by itself). */
+  readonly onConnectionError?: (error: Error) => void;
 }
 
 /** Forward-only, applied in name order, recorded in kysely_migration. */
@@ -30,9 +32,11 @@ function migrationsFor(dialect: DatabaseDialect): Record<string, Migration> {
   };
 }
 
+const noop = (): void => undefined;
+
 export function openDialect(settings: DatabaseSettings): DatabaseDialect {
   if (/^postgres(ql)?:\/\//.test(settings.url)) {
-    return postgresDialect(settings.url, settings.poolSize);
+    return postgresDialect(settings.url, settings.poolSize, settings.onConnectionError ?? noop);
   }
   if (settings.url.startsWith('sqlite:')) return sqliteDialect(settings.url.slice(7));
   return sqliteDialect(join(settings.dataDir, 'glimpse.sqlite'));

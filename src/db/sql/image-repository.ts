@@ -1,9 +1,9 @@
-import type { Kysely, Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 
 import { ConflictError } from '../../domain/errors.js';
 import type { ImageLocation, ImageRecord, ImageStatus } from '../../domain/image.js';
 import type { ImageListQuery } from '../../domain/list-query.js';
-import type { ImageRepository, ListScope } from '../repository.js';
+import type { ImageRepository, ListScope, ProjectUsage, UsageCheck } from '../repository.js';
 import type { DatabaseDialect } from './dialects/dialect.js';
 import { sortExpression, whereListed } from './image-list.js';
 import { changedColumns, toColumns, toRecord, type ImageRow } from './image-rows.js';
@@ -21,16 +21,23 @@ export class SqlImageRepository implements ImageRepository {
   }
 
   async create(image: ImageRecord): Promise<void> {
+    await this.#inserting(image, () =>
+      this.#db.transaction().execute((trx) => insertImage(trx, image)),
+    );
+  }
+
+  async createChecked(image: ImageRecord, projectId: string, check: UsageCheck): Promise<void> {
+    await this.#inserting(image, () =>
+      this.#underQuotaLock(projectId, async (trx) => {
+        check(await usageOf(trx, projectId));
+        await insertImage(trx, image);
+      }),
+    );
+  }
+
+  async #inserting(image: ImageRecord, insert: () => Promise<void>): Promise<void> {
     try {
-      await this.#db.transaction().execute(async (trx) => {
-        await trx
-          .insertInto('images')
-          .values({ ...toColumns(image), deleted: 0, deleted_at: null })
-          .execute();
-        await insertProperties(trx, image.id, Object.entries(image.properties));
-        await insertTags(trx, image.id, image.tags);
-        await saveLocations(trx, { ...image, locations: [] }, image);
-      });
+      await insert();
     } catch (error) {
       if (this.#dialect.isUniqueViolation(error)) {
         throw new ConflictError(`An image with identifier ${image.id} already exists`, {
@@ -99,23 +106,18 @@ export class SqlImageRepository implements ImageRepository {
   }
 
   async save(previous: ImageRecord, next: ImageRecord): Promise<boolean> {
-    return this.#db.transaction().execute(async (trx) => {
-      let update = trx
-        .updateTable('images')
-        // updated_at is always written, so the statement has a SET clause even when only
-        // tags, properties or locations changed within the same millisecond.
-        .set({ ...changedColumns(previous, next), updated_at: next.updated_at })
-        .where('id', '=', next.id)
-        .where('deleted', '=', 0);
-      if (previous.status !== next.status) update = update.where('status', '=', previous.status);
+    return this.#db.transaction().execute((trx) => updateImage(trx, previous, next));
+  }
 
-      const result = await update.executeTakeFirst();
-      if (result.numUpdatedRows === 0n) return false;
-
-      await saveProperties(trx, previous, next);
-      await saveTags(trx, previous, next);
-      await saveLocations(trx, previous, next);
-      return true;
+  async saveChecked(
+    previous: ImageRecord,
+    next: ImageRecord,
+    projectId: string,
+    check: UsageCheck,
+  ): Promise<boolean> {
+    return this.#underQuotaLock(projectId, async (trx) => {
+      check(await usageOf(trx, projectId));
+      return updateImage(trx, previous, next);
     });
   }
 
@@ -161,6 +163,110 @@ export class SqlImageRepository implements ImageRepository {
       .executeTakeFirst();
     return row !== undefined;
   }
+
+  async usage(projectId: string): Promise<ProjectUsage> {
+    return usageOf(this.#db, projectId);
+  }
+
+  /**
+   * Runs `work` in a transaction that holds the project's quota lock until it commits, so a
+   * usage check and the write it allows cannot interleave with another checked write of the
+   * same project, in this process or another. A check that reads usage and then writes in
+   * separate steps would let N racing requests all see room for one more.
+   *
+   * PostgreSQL: a transaction-scoped advisory lock keyed by the project (in a key space of
+   * its own). Under READ COMMITTED each statement sees what was committed before it, so the
+   * usage read after taking the lock includes the writes of the previous holder.
+   * SQLite: BEGIN IMMEDIATE takes the database's write lock up front, so every checked write
+   * runs alone among writers (this process already funnels queries through one connection).
+   * `work` must use only the executor it is given.
+   */
+  async #underQuotaLock<T>(projectId: string, work: (trx: Executor) => Promise<T>): Promise<T> {
+    if (this.#dialect.name === 'postgres') {
+      return this.#db.transaction().execute(async (trx) => {
+        const key = sql`hashtext(${projectId})`;
+        await sql`select pg_advisory_xact_lock(${sql.lit(QUOTA_LOCK_SPACE)}, ${key})`.execute(trx);
+        return work(trx);
+      });
+    }
+    return this.#db.connection().execute(async (connection) => {
+      await sql`begin immediate`.execute(connection);
+      try {
+        const result = await work(connection);
+        await sql`commit`.execute(connection);
+        return result;
+      } catch (error) {
+        await sql`rollback`.execute(connection);
+        throw error;
+      }
+    });
+  }
+}
+
+/** First key of the advisory locks guarding quota checks, apart from any other lock user. */
+const QUOTA_LOCK_SPACE = 0x676c71;
+
+/** Statuses of images that no longer count against any quota. */
+const GONE = sql.join(['killed', 'deleted', 'pending_delete'].map((status) => sql.lit(status)));
+
+/**
+ * The four usage figures in one pass over the project's images. An image being copied to
+ * another store carries a non-empty os_glance_importing_to_stores property.
+ */
+async function usageOf(db: Executor, projectId: string): Promise<ProjectUsage> {
+  const copying = sql`exists (select 1 from image_properties p where p.image_id = i.id
+    and p.name = 'os_glance_importing_to_stores' and p.value <> '')`;
+  const liveLocations = sql`(select count(*) from image_locations l
+    where l.image_id = i.id and l.status <> 'deleted')`;
+  const { rows } = await sql<Record<keyof ProjectUsage, number | string | null>>`
+    select
+      count(*) as images,
+      sum(case when i.status in ('saving', 'uploading', 'importing') or ${copying}
+        then 1 else 0 end) as uploading,
+      sum(case when i.size > 0 and (i.status in ('uploading', 'importing') or ${copying})
+        then i.size else 0 end) as "stagedBytes",
+      sum(case when i.size > 0 then i.size * ${liveLocations} else 0 end) as "storedBytes"
+    from images i
+    where i.owner = ${projectId} and i.deleted = 0 and i.status not in (${GONE})
+  `.execute(db);
+  // PostgreSQL sums bigints as numeric, which node-postgres returns as text.
+  const row = rows[0];
+  return {
+    storedBytes: Number(row?.storedBytes ?? 0),
+    stagedBytes: Number(row?.stagedBytes ?? 0),
+    images: Number(row?.images ?? 0),
+    uploading: Number(row?.uploading ?? 0),
+  };
+}
+
+async function insertImage(db: Executor, image: ImageRecord): Promise<void> {
+  await db
+    .insertInto('images')
+    .values({ ...toColumns(image), deleted: 0, deleted_at: null })
+    .execute();
+  await insertProperties(db, image.id, Object.entries(image.properties));
+  await insertTags(db, image.id, image.tags);
+  await saveLocations(db, { ...image, locations: [] }, image);
+}
+
+/** The conditional update behind `save`; false when the image is gone or its status moved. */
+async function updateImage(db: Executor, previous: ImageRecord, next: ImageRecord) {
+  let update = db
+    .updateTable('images')
+    // updated_at is always written, so the statement has a SET clause even when only
+    // tags, properties or locations changed within the same millisecond.
+    .set({ ...changedColumns(previous, next), updated_at: next.updated_at })
+    .where('id', '=', next.id)
+    .where('deleted', '=', 0);
+  if (previous.status !== next.status) update = update.where('status', '=', previous.status);
+
+  const result = await update.executeTakeFirst();
+  if (result.numUpdatedRows === 0n) return false;
+
+  await saveProperties(db, previous, next);
+  await saveTags(db, previous, next);
+  await saveLocations(db, previous, next);
+  return true;
 }
 
 async function insertProperties(

@@ -33,8 +33,12 @@ export function imageDataRoutes({ data, verifyDownloads }: ImageDataRouteOptions
           declaredSize,
         });
       } catch (error) {
-        // The client may still be sending; close the connection rather than read it all.
-        if (!request.raw.complete) reply.header('connection', 'close');
+        // The client may still be sending: read a little more so that the error reaches it
+        // (closing with unread bytes makes the kernel reset the connection), then close.
+        if (!request.raw.complete) {
+          reply.header('connection', 'close');
+          await discardBriefly(request.raw);
+        }
         throw error;
       }
       return reply.code(204).send();
@@ -78,6 +82,32 @@ export function imageDataRoutes({ data, verifyDownloads }: ImageDataRouteOptions
     resource(app, '/v2/images/:id/file', { PUT: receive('upload'), GET: download } as never);
     resource(app, '/v2/images/:id/stage', { PUT: receive('stage') } as never);
   };
+}
+
+/** Bounds on reading what a refused upload still sends. */
+const DISCARD_MS = 2000;
+const DISCARD_BYTES = 64 * 1024 * 1024;
+
+async function discardBriefly(body: NodeJS.ReadableStream & { destroyed?: boolean }) {
+  if (body.destroyed) return;
+  await new Promise<void>((resolve) => {
+    let seen = 0;
+    const done = () => {
+      clearTimeout(timer);
+      body.removeListener('data', onData);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > DISCARD_BYTES) done();
+    };
+    const timer = setTimeout(done, DISCARD_MS);
+    body.on('data', onData);
+    body.once('end', done);
+    body.once('error', done);
+    body.once('close', done);
+    body.resume();
+  });
 }
 
 function checkOctetStream(contentType: string | undefined): void {

@@ -11,7 +11,11 @@ const INT8_OID = 20;
  * PostgreSQL through node-postgres. Sizes are bigint columns; they are read as JavaScript
  * numbers, exact up to 2^53 bytes (8 PiB), beyond any image size this service accepts.
  */
-export function postgresDialect(url: string, poolSize: number): DatabaseDialect {
+export function postgresDialect(
+  url: string,
+  poolSize: number,
+  onConnectionError: (error: Error) => void,
+): DatabaseDialect {
   const types = {
     getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
       oid === INT8_OID
@@ -19,6 +23,9 @@ export function postgresDialect(url: string, poolSize: number): DatabaseDialect 
         : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
   };
   const pool = new pg.Pool({ connectionString: url, max: poolSize, types });
+  // An idle connection can be cut by a restart, failover or idle timeout of the server; the
+  // pool drops it and opens another on demand, so the error must not end the process.
+  pool.on('error', onConnectionError);
   return {
     name: 'postgres',
     kysely: new PostgresDialect({ pool }),

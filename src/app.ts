@@ -32,6 +32,7 @@ import { ImageDataService } from './services/image-data.js';
 import { ImageService } from './services/images.js';
 import { MemberService } from './services/members.js';
 import { ImportFlow } from './import/flow.js';
+import { createPlugins, type PluginSettings } from './import/plugins/index.js';
 import { TaskRunner } from './import/runner.js';
 import { validateImportUri } from './import/uri-filter.js';
 import { openWebSource, type WebSourceOptions } from './import/web-source.js';
@@ -51,7 +52,10 @@ export interface Application {
   close(): Promise<void>;
 }
 
-async function buildStores(config: Config): Promise<StoreRegistry> {
+/** The stores, and the staging store as a file store (import plugins need its paths). */
+async function buildStores(
+  config: Config,
+): Promise<{ stores: StoreRegistry; staging: FileStore }> {
   const file = new FileStore({
     id: 'file',
     root: config.filesystem_store_datadir || join(config.data_dir, 'images'),
@@ -63,7 +67,7 @@ async function buildStores(config: Config): Promise<StoreRegistry> {
     fsync: config.filesystem_store_fsync,
   });
   await Promise.all([file.init(), staging.init()]);
-  return new StoreRegistry(file, staging);
+  return { stores: new StoreRegistry(file, staging), staging };
 }
 
 function buildAuthenticator(config: Config): Authenticator {
@@ -104,6 +108,20 @@ function buildProjectQuotas(config: Config, images: ImageRepository): ProjectQuo
     cacheSeconds: config.keystone_limits_cache_seconds,
   });
   return new ProjectQuotas(images, { storageQuota, limits });
+}
+
+function pluginSettings(config: Config): PluginSettings {
+  const inject = config.inject_metadata_properties.map((entry) => {
+    const at = entry.indexOf(':');
+    return [entry.slice(0, at).trim(), entry.slice(at + 1).trim()];
+  });
+  return {
+    conversionOutputFormat: config.image_conversion_output_format as 'raw' | 'qcow2' | 'vmdk',
+    vmdkAllowedTypes: [...config.vmdk_allowed_types],
+    injectProperties: Object.fromEntries(inject),
+    injectIgnoreUserRoles: [...config.inject_ignore_user_roles],
+    qemuImgPath: 'qemu-img',
+  };
 }
 
 function webSourceOptions(config: Config): WebSourceOptions {
@@ -178,7 +196,7 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
       logger.warn({ err: error }, 'lost a PostgreSQL connection; the pool opens a new one'),
   });
   await repositories.migrate();
-  const stores = await buildStores(config);
+  const { stores, staging } = await buildStores(config);
 
   const { policy, protections } = loadAccessRules(config);
   const access = new ImageAccess(repositories.images, policy);
@@ -217,6 +235,11 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
         repositories.images,
         data,
         (uri) => openWebSource(uri, webSource),
+        {
+          plugins: createPlugins(config.image_import_plugins, pluginSettings(config)),
+          stagingPath: (id) => staging.filePath(id),
+          sizeCap: config.image_size_cap,
+        },
         logger,
       ),
     },

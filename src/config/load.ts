@@ -146,6 +146,9 @@ function checkMeaning(config: Config): void {
       throw new ConfigError(`option '${name}' must list port numbers`);
     }
   }
+  if (config.inject_metadata_properties.some((entry) => !/^[^:]+:/.test(entry))) {
+    throw new ConfigError("option 'inject_metadata_properties' must list key:value pairs");
+  }
   if (!getHashes().includes(config.hashing_algorithm)) {
     throw new ConfigError(
       `option 'hashing_algorithm' names an unknown digest '${config.hashing_algorithm}'`,

@@ -241,6 +241,33 @@ export const OPTIONS = {
     enum: ['glance-direct', 'web-download'],
     description: 'Interoperable import methods offered to clients.',
   },
+  image_import_plugins: {
+    type: 'list',
+    default: [],
+    enum: ['image_decompression', 'image_conversion', 'inject_image_metadata'],
+    description: 'Plugins run, in this order, on imported data before it is stored.',
+  },
+  image_conversion_output_format: {
+    type: 'string',
+    default: 'raw',
+    enum: ['raw', 'qcow2', 'vmdk'],
+    description: 'Disk format the image_conversion plugin converts imports to.',
+  },
+  vmdk_allowed_types: {
+    type: 'list',
+    default: ['streamOptimized', 'monolithicSparse'],
+    description: 'VMDK create-types the image_conversion plugin accepts.',
+  },
+  inject_metadata_properties: {
+    type: 'list',
+    default: [],
+    description: 'key:value properties the inject_image_metadata plugin adds to imports.',
+  },
+  inject_ignore_user_roles: {
+    type: 'list',
+    default: ['admin'],
+    description: 'Callers with one of these roles get no injected properties.',
+  },
   allowed_schemes: {
     type: 'list',
     default: ['http', 'https'],

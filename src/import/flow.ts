@@ -12,6 +12,7 @@ import type { TaskRecord } from '../domain/task.js';
 import type { ImageRepository } from '../db/repository.js';
 import type { ImageDataService } from '../services/image-data.js';
 import { IMPORT_LOCK } from '../services/imports.js';
+import { removePluginLeftovers, type ImportPlugin, type PluginOutcome } from './plugins/index.js';
 import type { TaskHandler } from './runner.js';
 
 const IMPORTING_TO = 'os_glance_importing_to_stores';
@@ -21,11 +22,19 @@ export interface WebSourceOpener {
   (uri: string): Promise<{ body: AsyncIterable<Buffer>; contentLength: number | null }>;
 }
 
+export interface ImportPlugins {
+  readonly plugins: readonly ImportPlugin[];
+  /** Local path of an image's staged data, which plugins rewrite in place. */
+  readonly stagingPath: (imageId: string) => string;
+  readonly sizeCap: number;
+}
+
 export class ImportFlow implements TaskHandler {
   constructor(
     private readonly images: ImageRepository,
     private readonly data: ImageDataService,
     private readonly openWebSource: WebSourceOpener,
+    private readonly plugins: ImportPlugins,
     private readonly logger: Logger,
   ) {}
 
@@ -38,6 +47,7 @@ export class ImportFlow implements TaskHandler {
     try {
       image = await this.#begin(image);
       if (method.name === 'web-download') image = await this.#download(image, method.uri);
+      image = await this.#runPlugins(image, rolesOf(task));
 
       const active = await this.data.importStaged(image);
       await this.data.removeStaged(image.id);
@@ -82,6 +92,20 @@ export class ImportFlow implements TaskHandler {
     return this.#save(image, { ...image, size, updated_at: now() });
   }
 
+  /** Each plugin works on the staged file; what it learns is written to the image. */
+  async #runPlugins(image: ImageRecord, roles: string[]): Promise<ImageRecord> {
+    const path = this.plugins.stagingPath(image.id);
+    let current = image;
+    for (const plugin of this.plugins.plugins) {
+      const outcome = await plugin.run(
+        { path, diskFormat: current.disk_format, containerFormat: current.container_format },
+        { roles, sizeCap: this.plugins.sizeCap },
+      );
+      current = await this.#save(current, applyOutcome(current, outcome));
+    }
+    return current;
+  }
+
   async #save(previous: ImageRecord, next: ImageRecord): Promise<ImageRecord> {
     if (!(await this.images.save(previous, next))) {
       throw new Error(`Image ${previous.id} was changed or deleted during the import`);
@@ -93,6 +117,7 @@ export class ImportFlow implements TaskHandler {
   async #revert(task: TaskRecord, imageId: string): Promise<void> {
     try {
       await this.data.discardUncommitted(imageId);
+      await removePluginLeftovers(this.plugins.stagingPath(imageId));
       await this.data.removeStaged(imageId);
       const image = await this.images.get(imageId);
       if (image && (image.status === 'importing' || image.status === 'uploading')) {
@@ -117,6 +142,25 @@ function reasonOf(error: unknown): unknown {
   if (error instanceof GlimpseError && error.detail)
     return new Error(error.detail, { cause: error });
   return error;
+}
+
+function applyOutcome(image: ImageRecord, outcome: PluginOutcome): ImageRecord {
+  return {
+    ...image,
+    disk_format: outcome.diskFormat ?? image.disk_format,
+    container_format: outcome.containerFormat ?? image.container_format,
+    size: outcome.size ?? image.size,
+    virtual_size: outcome.virtualSize === undefined ? image.virtual_size : outcome.virtualSize,
+    properties: { ...image.properties, ...(outcome.properties ?? {}) },
+    updated_at: now(),
+  };
+}
+
+function rolesOf(task: TaskRecord): string[] {
+  const roles = task.input.roles;
+  return Array.isArray(roles)
+    ? roles.filter((role): role is string => typeof role === 'string')
+    : [];
 }
 
 function methodOf(task: TaskRecord): { name: string; uri?: unknown } {

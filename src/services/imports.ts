@@ -158,7 +158,13 @@ function newImportTask(
     image_id: image.id,
     request_id: context.requestId,
     user_id: context.userId,
-    input: { image_id: image.id, import_req: request.body, backend: [null] },
+    // The caller's roles decide what import plugins may do (metadata injection).
+    input: {
+      image_id: image.id,
+      import_req: request.body,
+      backend: [null],
+      roles: [...context.roles],
+    },
     result: null,
     message: '',
     expires_at: null,

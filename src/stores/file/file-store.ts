@@ -90,6 +90,11 @@ export class FileStore implements ImageStore {
     }
   }
 
+  /** The committed file of an image, for tools that need a path (import plugins). */
+  filePath(imageId: string): string {
+    return this.#pathOf(imageId);
+  }
+
   locationOf(imageId: string): string {
     return pathToFileURL(this.#pathOf(imageId)).href;
   }

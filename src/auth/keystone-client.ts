@@ -89,9 +89,10 @@ export class KeystoneClient {
     const response = await this.#call('POST', '/auth/tokens', {}, JSON.stringify(body));
     const value = response.headers.get('x-subject-token');
     if (response.status !== 201 || !value) {
+      const hint = s.scope === 'system' ? ' and that the user has a role on the system' : '';
       throw new UnavailableError(
         `Keystone refused the service credentials (${response.status}); ` +
-          'check the keystone_* options.',
+          `check the keystone_* options${hint}.`,
       );
     }
     const parsed = (await response.json()) as { token?: { expires_at?: string } };

@@ -11,7 +11,7 @@ import { transition, type ImageRecord } from '../domain/image.js';
 import type { TaskRecord } from '../domain/task.js';
 import type { ImageRepository } from '../db/repository.js';
 import type { ImageDataService } from '../services/image-data.js';
-import { IMPORT_LOCK } from '../services/imports.js';
+import { CALLER_ROLES, IMPORT_LOCK } from '../services/imports.js';
 import { removePluginLeftovers, type ImportPlugin, type PluginOutcome } from './plugins/index.js';
 import type { TaskHandler } from './runner.js';
 
@@ -157,7 +157,7 @@ function applyOutcome(image: ImageRecord, outcome: PluginOutcome): ImageRecord {
 }
 
 function rolesOf(task: TaskRecord): string[] {
-  const roles = task.input.roles;
+  const roles = task.input[CALLER_ROLES];
   return Array.isArray(roles)
     ? roles.filter((role): role is string => typeof role === 'string')
     : [];

@@ -9,12 +9,13 @@
  * can all see room for one more. So every check that admits a write consuming quota (a new
  * image, an image entering saving/uploading, data committed to an image) runs through the
  * repository's createChecked/saveChecked, which serialise the checked writes of one project
- * with a database lock and apply each one in the same transaction as its check. An upload
- * counts as uploading from the moment its image enters saving, inside that lock, so racing
- * uploads see each other; and the data of every upload, stage and import is checked again
- * with its real size inside the lock before it is recorded, so racing transfers can at worst
- * be refused at their end, and the project never ends over its quota. The checks made before
- * a transfer, with the declared size, only refuse early what cannot fit.
+ * with a database lock and apply each one in the same transaction as its check. With unified
+ * limits an upload counts as uploading from the moment its image enters saving (or
+ * uploading), inside that lock, so racing uploads see each other. And the data of uploads, of
+ * PUT /stage and of imports is checked again with its real size inside the lock before it is
+ * recorded, so racing transfers can at worst be refused at their end (their data is then
+ * deleted), and the project never ends over its quota. The checks made before a transfer,
+ * with the declared size, only refuse early what cannot fit.
  */
 import type { ImageRecord } from '../domain/image.js';
 import type { ImageRepository, UsageCheck } from '../db/repository.js';

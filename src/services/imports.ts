@@ -16,6 +16,9 @@ import type { ImageAccess } from './image-access.js';
 
 export const IMPORT_LOCK = 'os_glance_import_task';
 
+/** Key of the task input that records the caller's roles for the runner. */
+export const CALLER_ROLES = 'caller_roles';
+
 /** A lock older than this is taken to belong to a task that will never finish. */
 const LOCK_EXPIRY_MS = 60 * 60_000;
 const PENDING_LOCK_EXPIRY_MS = 120 * 60_000;
@@ -158,12 +161,13 @@ function newImportTask(
     image_id: image.id,
     request_id: context.requestId,
     user_id: context.userId,
-    // The caller's roles decide what import plugins may do (metadata injection).
     input: {
       image_id: image.id,
       import_req: request.body,
       backend: [null],
-      roles: [...context.roles],
+      // The caller's roles decide what import plugins may do (metadata injection); kept for
+      // the task runner only, never shown in task views.
+      [CALLER_ROLES]: [...context.roles],
     },
     result: null,
     message: '',

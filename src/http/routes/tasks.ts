@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 import type { TaskRecord } from '../../domain/task.js';
+import { CALLER_ROLES } from '../../services/imports.js';
 import { parseTaskListQuery, type TaskService } from '../../services/tasks.js';
 import { isoSeconds } from '../image-view.js';
 import { refuseBody, resource } from '../resource.js';
@@ -11,6 +12,13 @@ type IdParams = { Params: { id: string } };
 /** Upstream serializes image task rows as raw database rows: microseconds, no zone. */
 function rowTime(value: string | null): string | null {
   return value === null ? null : `${value.slice(0, 23)}000`;
+}
+
+/** The task input as clients know it, without what only the runner needs. */
+function visibleInput(task: TaskRecord): Record<string, unknown> {
+  const input = { ...task.input };
+  delete input[CALLER_ROLES];
+  return input;
 }
 
 function imageTaskView(task: TaskRecord) {
@@ -27,7 +35,7 @@ function imageTaskView(task: TaskRecord) {
     image_id: task.image_id,
     request_id: task.request_id,
     user_id: task.user_id,
-    input: task.input,
+    input: visibleInput(task),
     result: task.result,
     message: task.message,
   };
@@ -52,7 +60,12 @@ function taskStub(task: TaskRecord): Record<string, unknown> {
 }
 
 function taskView(task: TaskRecord): Record<string, unknown> {
-  return { ...taskStub(task), input: task.input, result: task.result, message: task.message };
+  return {
+    ...taskStub(task),
+    input: visibleInput(task),
+    result: task.result,
+    message: task.message,
+  };
 }
 
 /** GET /v2/images/{id}/tasks and the admin-only tasks API. */

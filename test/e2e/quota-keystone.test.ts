@@ -1,0 +1,508 @@
+/**
+ * Keystone unified limits (use_keystone_limits) against the real Keystone: every check point
+ * answers 413 once its limit is passed, GET /v2/info/usage reports usage and limits, racing
+ * creates cannot take a project past image_count_total, and the openstack CLI shows a refusal
+ * as a readable message.
+ *
+ * The limits are set in Keystone through its API with the admin's token, and converge on the
+ * values below whatever an earlier run left (existing limits are looked up and updated, not
+ * created twice). The small limits are a project override for alpha only; the registered
+ * defaults, which every other project gets, are generous. Suites that run in keystone mode
+ * without use_keystone_limits never read any of them. The glimpse service user is given the
+ * reader role on the system, which it needs to read the limits of other projects.
+ *
+ * Needs Keystone on 127.0.0.1:5000 (scripts/keystone.sh start), and the Debian package
+ * python3-openstackclient for the CLI case. Without them those cases are skipped, except under
+ * CI (CI=true), where they fail.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+
+import { json, startTestApp, type TestApp } from '../support/app.js';
+import { testDatabases } from '../support/databases.js';
+import {
+  KEYSTONE_URL,
+  USER_PASSWORD,
+  getToken,
+  keystoneProblem,
+  keystoneServerEnv,
+  projectId,
+  serviceCredentials,
+  type KeystoneToken,
+} from '../support/keystone.js';
+import {
+  findOnPath,
+  startServer,
+  stopServer,
+  withoutPrefix,
+  type CommandResult,
+  type ServerProcess,
+} from '../support/server-process.js';
+
+type Headers = Record<string, string>;
+type Image = Record<string, unknown> & { id: string; status: string };
+type Resource =
+  'image_size_total' | 'image_stage_total' | 'image_count_total' | 'image_count_uploading';
+
+const MiB = 1024 * 1024;
+const ADMIN_PASSWORD = process.env.GLIMPSE_TEST_KEYSTONE_ADMIN_PASSWORD ?? 'admin-secret';
+const REQUEST_TIMEOUT_MS = 15_000;
+const COMMAND_TIMEOUT_MS = 90_000;
+const OPENSTACK_MISSING =
+  'the openstack command is not installed (Debian package python3-openstackclient)';
+
+/** What every project gets: enough not to matter here. */
+const REGISTERED: Readonly<Record<Resource, number>> = {
+  image_size_total: 1000,
+  image_stage_total: 1000,
+  image_count_total: 100,
+  image_count_uploading: 100,
+};
+
+/** alpha's own limits (sizes in MiB). */
+const ALPHA: Readonly<Record<Resource, number>> = {
+  image_size_total: 2,
+  image_stage_total: 1,
+  image_count_total: 5,
+  image_count_uploading: 1,
+};
+
+const isCi = process.env.CI === 'true';
+const problem = await keystoneProblem();
+const openstackPath = await findOnPath('openstack');
+const databases = await testDatabases();
+
+// ---------------------------------------------------------------------------------------------
+// Limits in Keystone
+
+/** The admin's system-scoped token: Keystone shows project limits only to such tokens. */
+let systemToken: { value: string; expiresAt: number } | undefined;
+
+async function systemAdminToken(): Promise<string> {
+  if (systemToken && systemToken.expiresAt - Date.now() > 60_000) return systemToken.value;
+  const password = {
+    user: { name: 'admin', domain: { name: 'Default' }, password: ADMIN_PASSWORD },
+  };
+  const auth = {
+    identity: { methods: ['password'], password },
+    scope: { system: { all: true } },
+  };
+  const response = await fetch(`${KEYSTONE_URL}/auth/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify({ auth }),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  const text = await response.text();
+  const value = response.headers.get('x-subject-token');
+  assert.ok(response.status === 201 && value, `no system token for admin: ${text}`);
+  const expiresAt = Date.parse(
+    (JSON.parse(text) as { token: { expires_at: string } }).token.expires_at,
+  );
+  systemToken = { value, expiresAt };
+  return value;
+}
+
+async function keystone(method: string, path: string, body?: unknown): Promise<unknown> {
+  const response = await fetch(`${KEYSTONE_URL}${path}`, {
+    method,
+    headers: {
+      'x-auth-token': await systemAdminToken(),
+      'content-type': 'application/json',
+      accept: 'application/json',
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `Keystone ${method} ${path}: ${response.status} ${text}`);
+  return text ? (JSON.parse(text) as unknown) : {};
+}
+
+/**
+ * Lets the glimpse service user read every project's limits: Keystone shows them only to
+ * system-scoped tokens, so it needs a role on the system (upstream's deployment guide gives
+ * Glance's service user the same).
+ */
+async function ensureSystemReader(): Promise<void> {
+  const user = serviceCredentials().username;
+  const users = (await keystone('GET', `/users?name=${user}&domain_id=default`)) as {
+    users: Array<{ id: string }>;
+  };
+  const roles = (await keystone('GET', '/roles?name=reader')) as { roles: Array<{ id: string }> };
+  const userId = users.users[0]?.id;
+  const roleId = roles.roles[0]?.id;
+  assert.ok(userId && roleId, `Keystone has no user ${user} or no role reader`);
+  await keystone('PUT', `/system/users/${userId}/roles/${roleId}`);
+}
+
+async function imageServiceId(): Promise<string> {
+  const body = (await keystone('GET', '/services?type=image')) as {
+    services: Array<{ id: string }>;
+  };
+  assert.equal(body.services.length, 1, 'Keystone should list one image service');
+  return body.services[0]?.id ?? '';
+}
+
+interface LimitRow {
+  id: string;
+  region_id: string | null;
+  default_limit?: number;
+  resource_limit?: number;
+}
+
+/** Makes the region-less registered limit of `resource` equal `value`. */
+async function ensureRegisteredLimit(service: string, resource: Resource, value: number) {
+  const query = new URLSearchParams({ service_id: service, resource_name: resource });
+  const listed = (await keystone('GET', `/registered_limits?${query}`)) as {
+    registered_limits: LimitRow[];
+  };
+  const existing = listed.registered_limits.find((limit) => limit.region_id === null);
+  if (!existing) {
+    const created = { service_id: service, resource_name: resource, default_limit: value };
+    await keystone('POST', '/registered_limits', { registered_limits: [created] });
+  } else if (existing.default_limit !== value) {
+    const path = `/registered_limits/${existing.id}`;
+    await keystone('PATCH', path, { registered_limit: { default_limit: value } });
+  }
+}
+
+/** Makes the project's own region-less limit of `resource` equal `value`. */
+async function ensureProjectLimit(
+  service: string,
+  project: string,
+  resource: Resource,
+  value: number,
+) {
+  const query = new URLSearchParams({
+    service_id: service,
+    project_id: project,
+    resource_name: resource,
+  });
+  const listed = (await keystone('GET', `/limits?${query}`)) as { limits: LimitRow[] };
+  const existing = listed.limits.find((limit) => limit.region_id === null);
+  if (!existing) {
+    const created = {
+      service_id: service,
+      project_id: project,
+      resource_name: resource,
+      resource_limit: value,
+    };
+    await keystone('POST', '/limits', { limits: [created] });
+  } else if (existing.resource_limit !== value) {
+    await keystone('PATCH', `/limits/${existing.id}`, { limit: { resource_limit: value } });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API
+
+function limitsOptions(): Record<string, unknown> {
+  const service = serviceCredentials();
+  return {
+    auth_strategy: 'keystone',
+    keystone_auth_url: service.authUrl,
+    keystone_username: service.username,
+    keystone_password: service.password,
+    keystone_project_name: service.projectName,
+    keystone_user_domain_name: service.userDomainName,
+    keystone_project_domain_name: service.projectDomainName,
+    use_keystone_limits: true,
+  };
+}
+
+const headersOf = (token: KeystoneToken): Headers => ({
+  'x-auth-token': token.token,
+  accept: 'application/json',
+});
+
+function createImage(t: TestApp, token: KeystoneToken): Promise<LightMyRequestResponse> {
+  return t.request({
+    method: 'POST',
+    url: '/v2/images',
+    headers: headersOf(token),
+    payload: JSON.stringify({ name: 'limited', disk_format: 'raw', container_format: 'bare' }),
+  });
+}
+
+async function createdImage(t: TestApp, token: KeystoneToken): Promise<Image> {
+  const response = await createImage(t, token);
+  assert.equal(response.statusCode, 201, response.body);
+  return json<Image>(response);
+}
+
+function putData(
+  t: TestApp,
+  token: KeystoneToken,
+  id: string,
+  size: number,
+  target: 'file' | 'stage' = 'file',
+): Promise<LightMyRequestResponse> {
+  return t.request({
+    method: 'PUT',
+    url: `/v2/images/${id}/${target}`,
+    headers: { ...headersOf(token), 'content-type': 'application/octet-stream' },
+    payload: Buffer.alloc(size, 7),
+  });
+}
+
+async function imageStatus(t: TestApp, token: KeystoneToken, id: string): Promise<string> {
+  const response = await t.request({
+    method: 'GET',
+    url: `/v2/images/${id}`,
+    headers: headersOf(token),
+  });
+  assert.equal(response.statusCode, 200, response.body);
+  return json<Image>(response).status;
+}
+
+/** The 413 of a resource over its limit, with the figures upstream's message gives. */
+function assertOverLimit(
+  response: LightMyRequestResponse,
+  project: string,
+  resource: Resource,
+  usage: number,
+  delta: number,
+): void {
+  assert.equal(response.statusCode, 413, response.body);
+  const message = json<{ message: string }>(response).message;
+  const expected =
+    `Project ${project} is over a limit for [Resource ${resource} is over limit of ` +
+    `${ALPHA[resource]} due to current usage ${usage} and delta ${delta}]`;
+  assert.ok(message.includes(expected), `${message}\ndoes not include\n${expected}`);
+}
+
+async function usageOf(t: TestApp, token: KeystoneToken) {
+  const response = await t.request({
+    method: 'GET',
+    url: '/v2/info/usage',
+    headers: headersOf(token),
+  });
+  assert.equal(response.statusCode, 200, response.body);
+  return json<{ usage: Record<string, { usage: number; limit: number }> }>(response).usage;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('Keystone unified limits', { skip: problem ?? false }, () => {
+  let alphaId = '';
+  let alpha: KeystoneToken;
+  let admin: KeystoneToken;
+
+  before(async () => {
+    await ensureSystemReader();
+    const service = await imageServiceId();
+    alphaId = await projectId('alpha');
+    for (const [resource, value] of Object.entries(REGISTERED) as Array<[Resource, number]>) {
+      await ensureRegisteredLimit(service, resource, value);
+    }
+    for (const [resource, value] of Object.entries(ALPHA) as Array<[Resource, number]>) {
+      await ensureProjectLimit(service, alphaId, resource, value);
+    }
+    alpha = await getToken('alpha-member', 'alpha');
+    admin = await getToken('admin', 'admin', ADMIN_PASSWORD);
+  });
+
+  for (const database of databases) {
+    describe(`at every check point on ${database.name}`, { skip: database.skip ?? false }, () => {
+      let t: TestApp;
+      before(async () => {
+        t = await startTestApp(database, limitsOptions());
+      });
+      after(() => t?.close());
+
+      // Each step builds on the usage the previous ones left.
+      let stored = '';
+      let staged = '';
+
+      it('reports no usage and alpha’s limits on GET /v2/info/usage', async () => {
+        assert.deepEqual(await usageOf(t, alpha), {
+          image_size_total: { usage: 0, limit: 2 },
+          image_stage_total: { usage: 0, limit: 1 },
+          image_count_total: { usage: 0, limit: 5 },
+          image_count_uploading: { usage: 0, limit: 1 },
+        });
+      });
+
+      it('refuses an upload whose declared size passes image_size_total', async () => {
+        const image = await createdImage(t, alpha);
+        assertOverLimit(
+          await putData(t, alpha, image.id, 3 * MiB),
+          alphaId,
+          'image_size_total',
+          0,
+          3,
+        );
+        assert.equal(await imageStatus(t, alpha, image.id), 'queued');
+
+        const response = await putData(t, alpha, image.id, 2 * MiB);
+        assert.equal(response.statusCode, 204, response.body);
+        stored = image.id;
+      });
+
+      it('refuses staging whose declared size passes image_stage_total', async () => {
+        const image = await createdImage(t, alpha);
+        const refused = await putData(t, alpha, image.id, 2 * MiB, 'stage');
+        assertOverLimit(refused, alphaId, 'image_stage_total', 0, 2);
+        assert.equal(await imageStatus(t, alpha, image.id), 'queued');
+
+        const response = await putData(t, alpha, image.id, MiB, 'stage');
+        assert.equal(response.statusCode, 204, response.body);
+        assert.equal(await imageStatus(t, alpha, image.id), 'uploading');
+        staged = image.id;
+      });
+
+      it('refuses an upload or staging past image_count_uploading', async () => {
+        const image = await createdImage(t, alpha);
+        // The staged image is uploading; this one would be the second.
+        const upload = await putData(t, alpha, image.id, 1000);
+        assertOverLimit(upload, alphaId, 'image_count_uploading', 2, 0);
+        assert.equal(await imageStatus(t, alpha, image.id), 'queued');
+
+        const stage = await putData(t, alpha, image.id, 1000, 'stage');
+        assertOverLimit(stage, alphaId, 'image_count_uploading', 2, 0);
+        assert.equal(await imageStatus(t, alpha, image.id), 'queued');
+      });
+
+      it('refuses an import while the project is over image_size_total', async () => {
+        // Limits apply to the caller's project: an admin of another project can still add
+        // data to alpha's image, which takes alpha past its limit.
+        const image = await createdImage(t, alpha);
+        const response = await putData(t, admin, image.id, MiB);
+        assert.equal(response.statusCode, 204, response.body);
+
+        const refused = await t.request({
+          method: 'POST',
+          url: `/v2/images/${staged}/import`,
+          headers: headersOf(alpha),
+          payload: JSON.stringify({ method: { name: 'glance-direct' } }),
+        });
+        assertOverLimit(refused, alphaId, 'image_size_total', 3, 0);
+        assert.equal(await imageStatus(t, alpha, staged), 'uploading');
+        assert.equal(await imageStatus(t, alpha, stored), 'active');
+      });
+
+      it('refuses a create past image_count_total', async () => {
+        await createdImage(t, alpha);
+        assertOverLimit(await createImage(t, alpha), alphaId, 'image_count_total', 5, 1);
+        // Other projects have the registered defaults.
+        await createdImage(t, admin);
+      });
+
+      it('reports the usage the steps left on GET /v2/info/usage', async () => {
+        assert.deepEqual(await usageOf(t, alpha), {
+          image_size_total: { usage: 3, limit: 2 },
+          image_stage_total: { usage: 1, limit: 1 },
+          image_count_total: { usage: 5, limit: 5 },
+          image_count_uploading: { usage: 1, limit: 1 },
+        });
+      });
+    });
+
+    describe(`racing creates on ${database.name}`, { skip: database.skip ?? false }, () => {
+      let t: TestApp;
+      before(async () => {
+        t = await startTestApp(database, limitsOptions());
+      });
+      after(() => t?.close());
+
+      it('lets no more than image_count_total of 20 parallel creates in', async () => {
+        // One request first, so that the token and the limits are cached: the race is for
+        // the database, not for Keystone.
+        await usageOf(t, alpha);
+        const responses = await Promise.all(
+          Array.from({ length: 20 }, () => createImage(t, alpha)),
+        );
+        const statuses = responses.map((response) => response.statusCode).sort();
+        assert.deepEqual(statuses, [...Array(5).fill(201), ...Array(15).fill(413)]);
+
+        const listed = await t.request({
+          method: 'GET',
+          url: '/v2/images',
+          headers: headersOf(alpha),
+        });
+        const images = json<{ images: Image[] }>(listed).images;
+        assert.equal(images.filter((image) => image.owner === alphaId).length, 5);
+      });
+    });
+  }
+
+  describe(
+    'with the openstack CLI',
+    { skip: openstackPath === null && !isCi && OPENSTACK_MISSING },
+    () => {
+      let server: ServerProcess | undefined;
+      let dir = '';
+
+      before(async () => {
+        if (openstackPath === null) throw new Error(`${OPENSTACK_MISSING}; CI requires it`);
+        server = await startServer({
+          env: { ...keystoneServerEnv(), GLIMPSE_USE_KEYSTONE_LIMITS: 'true' },
+        });
+        dir = await mkdtemp(join(tmpdir(), 'glimpse-openstack-'));
+        const clouds = `clouds:\n  glimpse:\n    image_endpoint_override: ${server.url}\n`;
+        await writeFile(join(dir, 'clouds.yaml'), clouds);
+      });
+
+      after(async () => {
+        if (server) await stopServer(server);
+        if (dir) await rm(dir, { recursive: true, force: true });
+      });
+
+      function openstack(args: string[]): Promise<CommandResult> {
+        const env: NodeJS.ProcessEnv = {
+          ...withoutPrefix(process.env, 'OS_'),
+          OS_CLIENT_CONFIG_FILE: join(dir, 'clouds.yaml'),
+          OS_CLOUD: 'glimpse',
+          OS_AUTH_URL: KEYSTONE_URL,
+          OS_USERNAME: 'alpha-member',
+          OS_PASSWORD: USER_PASSWORD,
+          OS_PROJECT_NAME: 'alpha',
+          OS_USER_DOMAIN_NAME: 'Default',
+          OS_PROJECT_DOMAIN_NAME: 'Default',
+          OS_IDENTITY_API_VERSION: '3',
+          OS_IMAGE_API_VERSION: '2',
+        };
+        return new Promise((resolve, reject) => {
+          execFile(
+            '/bin/sh',
+            // Standard input is empty: image create would otherwise wait to read data from it.
+            ['-c', 'exec "$@" </dev/null', 'sh', openstackPath ?? 'openstack', ...args],
+            { env, cwd: dir, timeout: COMMAND_TIMEOUT_MS },
+            (error, stdout, stderr) => {
+              if (error && typeof error.code !== 'number') reject(error);
+              else resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
+            },
+          );
+        });
+      }
+
+      it('prints the refusal of a create past image_count_total', async () => {
+        for (let count = 0; count < ALPHA.image_count_total; count += 1) {
+          const response = await fetch(`${server?.url ?? ''}/v2/images`, {
+            method: 'POST',
+            headers: { 'x-auth-token': alpha.token, 'content-type': 'application/json' },
+            body: JSON.stringify({ name: `filler-${count}` }),
+            signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+          });
+          assert.equal(response.status, 201, await response.text());
+        }
+
+        const result = await openstack(['image', 'create', 'past-the-limit']);
+        assert.notEqual(result.code, 0, `image create succeeded:\n${result.stdout}`);
+        const output = `${result.stderr}${result.stdout}`;
+        assert.match(output, /413/);
+        assert.match(
+          output,
+          /Resource image_count_total is over limit of 5 due to current usage 5 and delta 1/,
+        );
+        assert.doesNotMatch(output, /Traceback/);
+      });
+    },
+  );
+});

@@ -49,6 +49,7 @@ export class KeystoneAuthenticator implements Authenticator {
   readonly challenge: string;
   readonly #settings: KeystoneSettings;
   readonly #cache = new Map<string, CachedToken>();
+  readonly #inFlight = new Map<string, Promise<Identity>>();
   readonly #client: KeystoneClient;
 
   constructor(settings: KeystoneSettings) {
@@ -76,6 +77,16 @@ export class KeystoneAuthenticator implements Authenticator {
     if (cached && cached.validUntil > Date.now()) return cached.identity;
     this.#cache.delete(key);
 
+    // Concurrent requests with the same uncached token share one call to Keystone.
+    let pending = this.#inFlight.get(key);
+    if (!pending) {
+      pending = this.#validateWithKeystone(key, token).finally(() => this.#inFlight.delete(key));
+      this.#inFlight.set(key, pending);
+    }
+    return pending;
+  }
+
+  async #validateWithKeystone(key: string, token: string): Promise<Identity> {
     const body = await this.#fetchToken(token);
     const identity = identityOf(body);
     const expiresAt = Date.parse(body.token?.expires_at ?? '') || Date.now();

@@ -4,9 +4,9 @@
  * is renewed shortly before it expires, and once more when Keystone refuses it early
  * (revoked). Keystone being unreachable is an UnavailableError (503), never a silent allow.
  */
-import { request } from 'undici';
 
 import { UnavailableError } from '../domain/errors.js';
+import { undici } from '../net/undici.js';
 
 export interface KeystoneClientSettings {
   /** Identity API root, e.g. http://127.0.0.1:5000/v3. */
@@ -109,7 +109,7 @@ export class KeystoneClient {
   ): Promise<KeystoneResponse> {
     const timeout = this.#settings.timeoutSeconds * 1000;
     try {
-      const response = await request(`${this.authUrl}${path}`, {
+      const response = await undici().request(`${this.authUrl}${path}`, {
         method,
         headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
         body,

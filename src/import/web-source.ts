@@ -16,12 +16,12 @@
  */
 import type { LookupFunction } from 'node:net';
 
-import type { Dispatcher } from 'undici';
-import { Agent, request } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 
 import { InvalidInputError } from '../domain/errors.js';
 import type { ResolvedAddress, UriFilterOptions, ValidatedImportUri } from './uri-filter.js';
 import { defaultUriFilterOptions, redactUri, resolveImportUri } from './uri-filter.js';
+import { undici } from '../net/undici.js';
 
 export interface WebSourceOptions extends UriFilterOptions {
   connectTimeoutMs: number;
@@ -104,7 +104,7 @@ async function send(
   };
   if (authorization !== null) headers.authorization = authorization;
   try {
-    const response = await request(url, {
+    const response = await undici().request(url, {
       dispatcher: agent,
       method: 'GET',
       headers,
@@ -136,7 +136,7 @@ function pinnedAgent(addresses: ResolvedAddress[], connectTimeoutMs: number): Ag
     }
   };
   // autoSelectFamily tries every accepted address (happy eyeballs), e.g. ::1 then 127.0.0.1.
-  return new Agent({
+  return new (undici().Agent)({
     connect: { lookup, timeout: connectTimeoutMs, autoSelectFamily: true },
     connections: 1,
   });

@@ -37,7 +37,10 @@ export interface ImageRepository {
   /** The image unless it does not exist or was deleted. */
   get(id: string): Promise<ImageRecord | null>;
 
-  /** One page of images in the scope, after `marker` (already checked to be visible). */
+  /**
+   * One page of images in the scope, after `marker` (already checked to be visible). Listed
+   * images carry no locations (no list view shows them); get() an image for its locations.
+   */
   list(
     query: ImageListQuery,
     scope: ListScope,

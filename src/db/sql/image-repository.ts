@@ -49,7 +49,7 @@ export class SqlImageRepository implements ImageRepository {
   }
 
   async get(id: string): Promise<ImageRecord | null> {
-    const row = await this.#selectWithDetails()
+    const row = await this.#selectWithDetails(true)
       .where('images.id', '=', id)
       .where('images.deleted', '=', 0)
       .executeTakeFirst();
@@ -63,17 +63,22 @@ export class SqlImageRepository implements ImageRepository {
   ): Promise<ImageRecord[]> {
     if (query.limit === 0) return [];
 
-    let select = this.#selectWithDetails().where((eb) => whereListed(eb, query, scope, marker));
+    let select = this.#selectWithDetails(false).where((eb) =>
+      whereListed(eb, query, scope, marker),
+    );
     for (const { key, dir } of query.sort) select = select.orderBy(sortExpression(key), dir);
 
     const rows = await select.limit(query.limit).execute();
     return rows.map(withDetails);
   }
 
-  /** Image rows with their tags, properties and locations as JSON columns: one query. */
-  #selectWithDetails() {
+  /**
+   * Image rows with their tags, properties and (optionally) locations as JSON columns, so
+   * that an image or a page of images is one query.
+   */
+  #selectWithDetails(withLocations: boolean) {
     const json = this.#dialect;
-    return this.#db
+    const select = this.#db
       .selectFrom('images')
       .selectAll('images')
       .select((eb) => [
@@ -93,16 +98,19 @@ export class SqlImageRepository implements ImageRepository {
               .whereRef('t.image_id', '=', 'images.id'),
           )
           .as('tag_rows'),
-        json
-          .jsonArrayFrom(
-            eb
-              .selectFrom('image_locations as l')
-              .select(['l.url', 'l.metadata', 'l.status'])
-              .whereRef('l.image_id', '=', 'images.id')
-              .orderBy('l.position'),
-          )
-          .as('location_rows'),
       ]);
+    if (!withLocations) return select;
+    return select.select((eb) =>
+      json
+        .jsonArrayFrom(
+          eb
+            .selectFrom('image_locations as l')
+            .select(['l.url', 'l.metadata', 'l.status'])
+            .whereRef('l.image_id', '=', 'images.id')
+            .orderBy('l.position'),
+        )
+        .as('location_rows'),
+    );
   }
 
   async save(previous: ImageRecord, next: ImageRecord): Promise<boolean> {
@@ -347,7 +355,7 @@ async function saveLocations(db: Executor, previous: ImageRecord, next: ImageRec
 type DetailRows = {
   property_rows: unknown;
   tag_rows: unknown;
-  location_rows: unknown;
+  location_rows?: unknown;
 };
 
 /** SQLite returns the JSON columns as text, PostgreSQL as parsed values. */
@@ -357,20 +365,18 @@ function parsed<T>(value: unknown): T[] {
 }
 
 function withDetails(row: ImageRow & DetailRows): ImageRecord {
-  const { property_rows, tag_rows, location_rows, ...image } = row;
   const properties: Record<string, string> = {};
-  for (const { name, value } of parsed<{ name: string; value: string }>(property_rows)) {
+  for (const { name, value } of parsed<{ name: string; value: string }>(row.property_rows)) {
     properties[name] = value;
   }
-  const locations = parsed<{ url: string; metadata: string; status: string }>(location_rows).map(
-    (location) => ({
-      url: location.url,
-      metadata: JSON.parse(location.metadata) as Record<string, unknown>,
-      status: location.status as ImageLocation['status'],
-    }),
-  );
-  return toRecord(image, {
-    tags: parsed<{ value: string }>(tag_rows).map((tag) => tag.value),
+  const rows = parsed<{ url: string; metadata: string; status: string }>(row.location_rows);
+  const locations = rows.map((location) => ({
+    url: location.url,
+    metadata: JSON.parse(location.metadata) as Record<string, unknown>,
+    status: location.status as ImageLocation['status'],
+  }));
+  return toRecord(row, {
+    tags: parsed<{ value: string }>(row.tag_rows).map((tag) => tag.value),
     properties,
     locations,
   });

@@ -1,0 +1,36 @@
+/** The metadata scenario group: each database in turn, scenarios then the deep page. */
+import { LABELS, withServer } from './backend.js';
+import { benchDeepPage } from './deep-page.js';
+import { benchScenarios } from './metadata.js';
+import { metadataReport, type MetadataFigures } from './metadata-report.js';
+import { postgresVersion } from './postgres.js';
+import type { BenchSettings, DatabaseKind, ScenarioGroup } from './report.js';
+
+async function benchDatabase(
+  kind: DatabaseKind,
+  settings: BenchSettings,
+  figures: MetadataFigures,
+): Promise<void> {
+  settings.log(`${LABELS[kind]}: scenarios`);
+  figures.scenarios[kind] = await withServer(kind, async (backend, server) => {
+    settings.log(`  started in ${server.startupMs.toFixed(0)} ms`);
+    return { startupMs: server.startupMs, runs: await benchScenarios(backend, server, settings) };
+  });
+  settings.log(`${LABELS[kind]}: deep page`);
+  figures.deep[kind] = await benchDeepPage(kind, settings);
+}
+
+export const metadataGroup: ScenarioGroup = {
+  name: 'metadata',
+  async run(settings) {
+    const figures: MetadataFigures = { scenarios: {}, deep: {}, skipped: [] };
+    for (const kind of settings.databases) {
+      if (kind === 'postgres' && (await postgresVersion()) === null) {
+        figures.skipped.push('PostgreSQL was not reachable on 127.0.0.1:5432; it was skipped.');
+        continue;
+      }
+      await benchDatabase(kind, settings, figures);
+    }
+    return metadataReport(figures);
+  },
+};

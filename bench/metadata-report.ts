@@ -1,0 +1,255 @@
+/** Tables and target checks of the metadata group. */
+import { LABELS } from './backend.js';
+import { DEEP_IMAGE_COUNT, DEEP_POSITION, type DeepPageFigures } from './deep-page.js';
+import type { LoadResult } from './load.js';
+import { IMAGE_COUNT, type DatabaseFigures, type ScenarioKey } from './metadata.js';
+import {
+  formatNumber,
+  table,
+  type DatabaseKind,
+  type GroupReport,
+  type TargetCheck,
+} from './report.js';
+
+export interface MetadataFigures {
+  scenarios: Partial<Record<DatabaseKind, DatabaseFigures>>;
+  deep: Partial<Record<DatabaseKind, DeepPageFigures>>;
+  /** Why a database was left out, e.g. PostgreSQL not reachable. */
+  skipped: string[];
+}
+
+const TARGET_CONNECTIONS = 32;
+const SQLITE_TARGETS: Array<{ key: ScenarioKey; name: string; perSecond: number }> = [
+  { key: 'show', name: 'show', perSecond: 8_000 },
+  { key: 'list', name: 'list(25)', perSecond: 3_000 },
+  { key: 'create', name: 'create', perSecond: 2_000 },
+  { key: 'patch', name: 'patch', perSecond: 2_000 },
+];
+const POSTGRES_MAX_SLOWDOWN = 2;
+/** Two runs of the same page differ by a few percent; "no slower" allows for that noise. */
+const DEEP_PAGE_TOLERANCE = 0.9;
+const STARTUP_LIMIT_MS = 500;
+
+const rate = (result: LoadResult) => formatNumber(result.perSecond);
+const millis = (value: number) => formatNumber(value, 2);
+
+function find(figures: DatabaseFigures | undefined, key: ScenarioKey, connections: number) {
+  return figures?.runs.find(
+    (run) => run.scenario.key === key && run.result.connections === connections,
+  )?.result;
+}
+
+function cpuCell(result: LoadResult): string {
+  const { server, client, database, other } = result.cpu;
+  return [server, client, database, other].filter((share) => share !== null).join(' / ');
+}
+
+/** CPU time one request costs: comparable across runs even when other work shares the cores. */
+function cpuPerRequest(result: LoadResult, share: number | null): string {
+  if (share === null || result.perSecond === 0) return '';
+  return formatNumber((share * 10_000) / result.perSecond);
+}
+
+function scenarioHeaders(kind: DatabaseKind, compared: boolean): string[] {
+  const headers = ['Scenario', 'Conc.', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'run s'];
+  if (kind === 'postgres') {
+    headers.push('server µs CPU/req', 'PostgreSQL µs CPU/req');
+    headers.push('CPU % server / client / PostgreSQL / other');
+  } else {
+    headers.push('server µs CPU/req', 'CPU % server / client / other');
+  }
+  if (compared) headers.push('vs SQLite');
+  return headers;
+}
+
+function scenarioTable(kind: DatabaseKind, figures: MetadataFigures): string {
+  const own = figures.scenarios[kind];
+  const sqlite = kind === 'postgres' ? figures.scenarios.sqlite : undefined;
+  const headers = scenarioHeaders(kind, sqlite !== undefined);
+
+  const rows = (own?.runs ?? []).map(({ scenario, result }) => {
+    const row = [
+      scenario.label,
+      String(result.connections),
+      rate(result),
+      millis(result.p50Ms),
+      millis(result.p99Ms),
+      formatNumber(result.non2xx),
+      formatNumber(result.errors),
+      result.seconds.toFixed(1),
+      cpuPerRequest(result, result.cpu.server),
+    ];
+    if (kind === 'postgres') row.push(cpuPerRequest(result, result.cpu.database));
+    row.push(cpuCell(result));
+    const reference = find(sqlite, scenario.key, result.connections);
+    if (sqlite)
+      row.push(reference ? `${(result.perSecond / reference.perSecond).toFixed(2)}×` : '');
+    return row;
+  });
+  const numeric = headers.map((_, index) => index).filter((index) => index > 0);
+  return table(
+    headers,
+    rows,
+    new Set(numeric.filter((index) => !headers[index]?.startsWith('CPU'))),
+  );
+}
+
+function startupTable(figures: MetadataFigures): string {
+  const rows = (Object.keys(LABELS) as DatabaseKind[])
+    .filter((kind) => figures.scenarios[kind] !== undefined)
+    .map((kind) => [
+      LABELS[kind],
+      formatNumber(figures.scenarios[kind]?.startupMs ?? 0),
+      figures.deep[kind] ? formatNumber(figures.deep[kind].startupMs) : 'n/a',
+    ]);
+  return table(
+    ['Database', 'empty database (creates the schema), ms', `${DEEP_IMAGE_COUNT} images, ms`],
+    rows,
+    new Set([1, 2]),
+  );
+}
+
+function deepTable(figures: MetadataFigures): string {
+  const rows: string[][] = [];
+  for (const kind of Object.keys(figures.deep) as DatabaseKind[]) {
+    const runs = figures.deep[kind]?.runs ?? [];
+    for (const connections of new Set(runs.map((run) => run.result.connections))) {
+      const at = (page: 'first' | 'deep') =>
+        runs.find((run) => run.page === page && run.result.connections === connections)?.result;
+      const first = at('first');
+      const deep = at('deep');
+      if (!first || !deep) continue;
+      rows.push([
+        LABELS[kind],
+        String(connections),
+        rate(first),
+        rate(deep),
+        `${(deep.perSecond / first.perSecond).toFixed(2)}×`,
+        millis(first.p50Ms),
+        millis(deep.p50Ms),
+        cpuPerRequest(first, first.cpu.server + (first.cpu.database ?? 0)),
+        cpuPerRequest(deep, deep.cpu.server + (deep.cpu.database ?? 0)),
+        formatNumber(first.non2xx + deep.non2xx + first.errors + deep.errors),
+      ]);
+    }
+  }
+  const headers = ['Database', 'Conc.', 'first req/s', 'deep req/s', 'deep/first'];
+  headers.push('first p50 ms', 'deep p50 ms', 'first µs CPU/req', 'deep µs CPU/req');
+  headers.push('non-2xx + errors');
+  return table(headers, rows, new Set([1, 2, 3, 4, 5, 6, 7, 8, 9]));
+}
+
+function sqliteTargets(figures: MetadataFigures): TargetCheck[] {
+  return SQLITE_TARGETS.map(({ key, name, perSecond }) => {
+    const target = `SQLite ${name}, c=32: ≥ ${formatNumber(perSecond)} req/s, no errors`;
+    const result = find(figures.scenarios.sqlite, key, TARGET_CONNECTIONS);
+    if (!result) return { target, measured: 'not run', met: null };
+    const failures = result.non2xx + result.errors;
+    return {
+      target,
+      measured: `${rate(result)} req/s, ${failures} non-2xx/errors`,
+      met: result.perSecond >= perSecond && failures === 0,
+    };
+  });
+}
+
+function postgresTargets(figures: MetadataFigures): TargetCheck[] {
+  const sqlite = figures.scenarios.sqlite;
+  return (sqlite?.runs ?? [])
+    .filter((run) => run.result.connections === TARGET_CONNECTIONS)
+    .map(({ scenario, result: reference }) => {
+      const target = `PostgreSQL ${scenario.key}, c=32: at most 2× slower than SQLite`;
+      const result = find(figures.scenarios.postgres, scenario.key, TARGET_CONNECTIONS);
+      if (!result) return { target, measured: 'not run', met: null };
+      const slowdown = reference.perSecond / result.perSecond;
+      return {
+        target,
+        measured: `${rate(result)} vs ${rate(reference)} req/s (${slowdown.toFixed(2)}× slower)`,
+        met: slowdown <= POSTGRES_MAX_SLOWDOWN,
+      };
+    });
+}
+
+function deepTargets(figures: MetadataFigures): TargetCheck[] {
+  return (Object.keys(figures.deep) as DatabaseKind[]).map((kind) => {
+    const runs = figures.deep[kind]?.runs ?? [];
+    const ratios = [...new Set(runs.map((run) => run.result.connections))].map((connections) => {
+      const at = (page: string) =>
+        runs.find((run) => run.page === page && run.result.connections === connections)?.result
+          .perSecond ?? 0;
+      return { connections, ratio: at('deep') / (at('first') || 1) };
+    });
+    return {
+      target: `${LABELS[kind]} deep page: req/s ≥ ${DEEP_PAGE_TOLERANCE} × first page`,
+      measured: ratios.map((r) => `c=${r.connections}: ${r.ratio.toFixed(2)}×`).join(', '),
+      met: ratios.length > 0 && ratios.every((r) => r.ratio >= DEEP_PAGE_TOLERANCE),
+    };
+  });
+}
+
+function startupTargets(figures: MetadataFigures): TargetCheck[] {
+  return (Object.keys(figures.scenarios) as DatabaseKind[]).map((kind) => {
+    const times = [figures.scenarios[kind]?.startupMs, figures.deep[kind]?.startupMs].filter(
+      (value): value is number => value !== undefined,
+    );
+    const slowest = Math.max(...times);
+    return {
+      target: `${LABELS[kind]} start-up < ${STARTUP_LIMIT_MS} ms`,
+      measured: `${times.map((time) => `${formatNumber(time)} ms`).join(', ')}`,
+      met: slowest < STARTUP_LIMIT_MS,
+    };
+  });
+}
+
+const NOTES = [
+  `Each database starts empty and is filled with ${formatNumber(IMAGE_COUNT)} images ` +
+    '(one in ten has `os_distro=debian` and an extra tag) through `POST /v2/images`. ' +
+    'PostgreSQL then gets an ANALYZE, which autovacuum would run by itself within a minute.',
+  'Show and patch pick a random image among those; delete removes images made by the ' +
+    'create runs, each exactly once, and stops early (column run s) when that pool is used up.',
+  'Every scenario gets a 1 s warm-up at concurrency 32 before its measured runs.',
+  'req/s counts answers from the first request to the last answer; p50/p99 are taken over ' +
+    'every answer. non-2xx and errors (connection errors, timeouts) should both be 0.',
+  'CPU is the share of one core used during the run by the server process, by the load ' +
+    'generator (this process), for PostgreSQL by all its processes together, and by every ' +
+    'other process on the machine ("other": unrelated work competing for the same cores; ' +
+    'figures with a large "other" share understate the server). µs CPU/req is the CPU time ' +
+    'one request cost the server (and PostgreSQL): 1,000,000 / that figure is what one ' +
+    'core could serve with no competition, an upper bound.',
+];
+
+function deepNotes(): string {
+  return [
+    `${formatNumber(DEEP_IMAGE_COUNT)} images (one tag and one property each) are written ` +
+      'straight into the tables of a stopped server, which is then started again. The deep ' +
+      `page is \`marker=<id of image ${formatNumber(DEEP_POSITION)}>\` in the default order ` +
+      '(created_at desc, id desc). Each run lasts half the scenario duration. µs CPU/req ' +
+      'counts the server and, for PostgreSQL, the database processes.',
+    'PostgreSQL gets an ANALYZE after the load; SQLite gets none, as the server never ' +
+      'runs one.',
+  ].join(' ');
+}
+
+export function metadataReport(figures: MetadataFigures): GroupReport {
+  const sections = [NOTES.map((note) => `- ${note}`).join('\n')];
+  for (const note of figures.skipped) sections.push(`> ${note}`);
+  sections.push(
+    `### Start-up (spawn to first answer of GET /versions)\n\n${startupTable(figures)}`,
+  );
+  for (const kind of Object.keys(figures.scenarios) as DatabaseKind[]) {
+    sections.push(`### ${LABELS[kind]}\n\n${scenarioTable(kind, figures)}`);
+  }
+  if (Object.keys(figures.deep).length > 0) {
+    sections.push(`### Deep page\n\n${deepNotes()}\n\n${deepTable(figures)}`);
+  }
+  return {
+    title: 'Image metadata API',
+    sections,
+    targets: [
+      ...sqliteTargets(figures),
+      ...postgresTargets(figures),
+      ...deepTargets(figures),
+      ...startupTargets(figures),
+    ],
+  };
+}

@@ -41,7 +41,7 @@ import {
   getToken,
   keystoneProblem,
   projectId,
-  serviceCredentials,
+  keystoneAppOptions,
 } from '../support/keystone.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -459,19 +459,6 @@ async function callerTokens(): Promise<Map<string, string>> {
   return new Map(issued);
 }
 
-function keystoneOptions(): Record<string, unknown> {
-  const service = serviceCredentials();
-  return {
-    auth_strategy: 'keystone',
-    keystone_auth_url: service.authUrl,
-    keystone_username: service.username,
-    keystone_password: service.password,
-    keystone_project_name: service.projectName,
-    keystone_user_domain_name: service.userDomainName,
-    keystone_project_domain_name: service.projectDomainName,
-  };
-}
-
 // ---------------------------------------------------------------------------------------------
 // The suites
 
@@ -487,7 +474,7 @@ for (const database of databases) {
     const readOnly = new Map<Subject, string>();
 
     before(async () => {
-      const t = await startTestApp(database, keystoneOptions());
+      const t = await startTestApp(database, keystoneAppOptions());
       tokensOnce ??= callerTokens();
       world = {
         t,

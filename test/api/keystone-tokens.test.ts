@@ -25,6 +25,7 @@ import {
   revokeToken,
   serviceCredentials,
   type KeystoneToken,
+  keystoneAppOptions,
 } from '../support/keystone.js';
 import { freePort } from '../support/server-process.js';
 
@@ -34,23 +35,9 @@ const problem = await keystoneProblem();
 /** What Glimpse sends with every 401: where to get a token (the identity root, no /v3). */
 const CHALLENGE = `Keystone uri="${KEYSTONE_URL.replace(/\/v3$/, '')}"`;
 
-function keystoneOptions(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  const service = serviceCredentials();
-  return {
-    auth_strategy: 'keystone',
-    keystone_auth_url: service.authUrl,
-    keystone_username: service.username,
-    keystone_password: service.password,
-    keystone_project_name: service.projectName,
-    keystone_user_domain_name: service.userDomainName,
-    keystone_project_domain_name: service.projectDomainName,
-    ...overrides,
-  };
-}
-
 function startKeystoneApp(overrides: Record<string, unknown> = {}): Promise<TestApp> {
   assert.ok(sqlite, 'SQLite is always available');
-  return startTestApp(sqlite, keystoneOptions(overrides));
+  return startTestApp(sqlite, keystoneAppOptions(overrides));
 }
 
 function get(

@@ -34,6 +34,7 @@ import {
   projectId,
   serviceCredentials,
   type KeystoneToken,
+  keystoneAppOptions,
 } from '../support/keystone.js';
 import {
   findOnPath,
@@ -203,17 +204,7 @@ async function ensureProjectLimit(
 // The API
 
 function limitsOptions(): Record<string, unknown> {
-  const service = serviceCredentials();
-  return {
-    auth_strategy: 'keystone',
-    keystone_auth_url: service.authUrl,
-    keystone_username: service.username,
-    keystone_password: service.password,
-    keystone_project_name: service.projectName,
-    keystone_user_domain_name: service.userDomainName,
-    keystone_project_domain_name: service.projectDomainName,
-    use_keystone_limits: true,
-  };
+  return keystoneAppOptions({ use_keystone_limits: true });
 }
 
 const headersOf = (token: KeystoneToken): Headers => ({

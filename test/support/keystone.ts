@@ -175,17 +175,31 @@ export function serviceCredentials(): ServiceCredentials {
 }
 
 /** GLIMPSE_* settings that make a Glimpse process validate tokens with this Keystone. */
-export function keystoneServerEnv(): Record<string, string> {
+/** Configuration options that put an in-process Glimpse in keystone mode. */
+export function keystoneAppOptions(
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
   const service = serviceCredentials();
   return {
-    GLIMPSE_AUTH_STRATEGY: 'keystone',
-    GLIMPSE_KEYSTONE_AUTH_URL: service.authUrl,
-    GLIMPSE_KEYSTONE_USERNAME: service.username,
-    GLIMPSE_KEYSTONE_PASSWORD: service.password,
-    GLIMPSE_KEYSTONE_PROJECT_NAME: service.projectName,
-    GLIMPSE_KEYSTONE_USER_DOMAIN_NAME: service.userDomainName,
-    GLIMPSE_KEYSTONE_PROJECT_DOMAIN_NAME: service.projectDomainName,
+    auth_strategy: 'keystone',
+    keystone_auth_url: service.authUrl,
+    keystone_username: service.username,
+    keystone_password: service.password,
+    keystone_project_name: service.projectName,
+    keystone_user_domain_name: service.userDomainName,
+    keystone_project_domain_name: service.projectDomainName,
+    ...overrides,
   };
+}
+
+/** The same settings as GLIMPSE_* variables, for a server child process. */
+export function keystoneServerEnv(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(keystoneAppOptions()).map(([name, value]) => [
+      `GLIMPSE_${name.toUpperCase()}`,
+      String(value),
+    ]),
+  );
 }
 
 /** Revokes token with the admin's token. A token Keystone already rejects is not an error. */

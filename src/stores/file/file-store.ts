@@ -114,9 +114,15 @@ export class FileStore implements ImageStore {
   }
 }
 
+/**
+ * Gathers chunks into 1 MiB blocks and writes each block while the next one fills (two
+ * blocks in turn), so that receiving data and writing it to disk overlap.
+ */
 class FileWriter implements StoreWriter {
   #block = Buffer.allocUnsafe(BLOCK_SIZE);
+  #spare = Buffer.allocUnsafe(BLOCK_SIZE);
   #filled = 0;
+  #writing: Promise<void> | null = null;
   #done = false;
 
   constructor(
@@ -133,16 +139,31 @@ class FileWriter implements StoreWriter {
       const taken = chunk.copy(this.#block, this.#filled, offset);
       this.#filled += taken;
       offset += taken;
-      if (this.#filled === BLOCK_SIZE) await this.#flushBlock();
+      if (this.#filled === BLOCK_SIZE) await this.#startBlockWrite();
     }
   }
 
-  async #flushBlock(): Promise<void> {
-    if (this.#filled === 0) return;
-    await this.handle.write(this.#block, 0, this.#filled).catch((error: unknown) => {
-      throw storeError(error, this.partialPath);
-    });
+  /** Waits for the previous block's write, then starts writing the full one. */
+  async #startBlockWrite(): Promise<void> {
+    await this.#writing;
+    const full = this.#block;
+    const length = this.#filled;
+    this.#block = this.#spare;
+    this.#spare = full;
     this.#filled = 0;
+    this.#writing = this.handle.write(full, 0, length).then(
+      () => undefined,
+      (error: unknown) => {
+        throw storeError(error, this.partialPath);
+      },
+    );
+    // A failure surfaces at the next write or at commit; keep it from being unhandled now.
+    this.#writing.catch(() => undefined);
+  }
+
+  async #flushBlock(): Promise<void> {
+    if (this.#filled > 0) await this.#startBlockWrite();
+    await this.#writing;
   }
 
   async commit(): Promise<string> {
@@ -159,6 +180,7 @@ class FileWriter implements StoreWriter {
   async abort(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
+    await this.#writing?.catch(() => undefined);
     await this.handle.close().catch(() => undefined);
     await unlink(this.partialPath).catch(() => undefined);
   }

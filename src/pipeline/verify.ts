@@ -1,36 +1,55 @@
 /**
- * Checks data read back from a store against the checksum recorded at upload, while it
- * streams. The last chunk is held back until the digest is known, so a client never receives
- * a complete-looking body for corrupted data: on a mismatch the stream fails instead.
+ * Checks data read back from a store against the checksums recorded at upload, while it
+ * streams. The last chunk is held back until the digests are known, so a client never
+ * receives a complete-looking body for corrupted data: on a mismatch the stream fails instead.
+ * Hashing runs on the worker threads of the upload pipeline, off the thread serving sockets.
  */
-import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 
 import { UnavailableError } from '../domain/errors.js';
+import { createStreamHasher } from './hashing.js';
 
 /** Stored data no longer matches its checksum: the copy is unusable, not the request wrong. */
 export class ChecksumMismatchError extends UnavailableError {}
 
-export function verifyingStream(expectedMd5: string): Transform {
-  const md5 = createHash('md5');
+export interface ExpectedHashes {
+  readonly md5: string;
+  /** os_hash_algo and os_hash_value, when the image has them. */
+  readonly algo: string | null;
+  readonly value: string | null;
+}
+
+export function verifyingStream(expected: ExpectedHashes): Transform {
+  const checksAlgo = expected.algo !== null && expected.value !== null;
+  const hasher = createStreamHasher(checksAlgo ? (expected.algo as string) : 'md5');
   let held: Buffer | null = null;
 
   return new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      md5.update(chunk);
       const previous = held;
       held = chunk;
-      callback(null, previous ?? undefined);
+      const pending = hasher.update(chunk);
+      if (!pending) return callback(null, previous ?? undefined);
+      pending.then(() => callback(null, previous ?? undefined), callback);
     },
     flush(callback: TransformCallback) {
-      const actual = md5.digest('hex');
-      if (actual !== expectedMd5) {
-        callback(
-          new ChecksumMismatchError(`stored data has MD5 ${actual}, expected ${expectedMd5}`),
-        );
-        return;
-      }
-      callback(null, held ?? undefined);
+      hasher.digest().then((actual) => {
+        if (actual.md5 !== expected.md5) {
+          return callback(mismatch('MD5', actual.md5, expected.md5));
+        }
+        if (checksAlgo && actual.value !== expected.value) {
+          return callback(mismatch(actual.algo, actual.value, expected.value as string));
+        }
+        callback(null, held ?? undefined);
+      }, callback);
+    },
+    destroy(error, callback) {
+      hasher.abort();
+      callback(error);
     },
   });
+}
+
+function mismatch(algo: string, actual: string, expected: string): ChecksumMismatchError {
+  return new ChecksumMismatchError(`stored data has ${algo} ${actual}, expected ${expected}`);
 }

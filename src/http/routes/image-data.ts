@@ -63,7 +63,11 @@ export function imageDataRoutes({ data, verifyDownloads }: ImageDataRouteOptions
     reply.header('content-length', size);
     if (!verifyDownloads || !image.checksum) return reply.send(stream);
 
-    const checked = verifyingStream(image.checksum);
+    const checked = verifyingStream({
+      md5: image.checksum,
+      algo: image.os_hash_algo,
+      value: image.os_hash_value,
+    });
     pipeline(stream, checked).catch((error: unknown) => {
       request.log.error(
         { err: error, image_id: image.id },

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 
 import type { Authenticator } from './auth/authenticator.js';
 import { KeystoneAuthenticator } from './auth/keystone.js';
-import { KeystoneClient } from './auth/keystone-client.js';
+import { KeystoneClient, type KeystoneClientSettings } from './auth/keystone-client.js';
 import { NoAuthAuthenticator } from './auth/noauth.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -73,16 +73,23 @@ async function buildStores(
 function buildAuthenticator(config: Config): Authenticator {
   if (config.auth_strategy === 'noauth') return new NoAuthAuthenticator();
   return new KeystoneAuthenticator({
+    ...keystoneService(config),
+    cacheSeconds: config.token_cache_seconds,
+    cacheSize: config.token_cache_size,
+  });
+}
+
+/** The service's own Keystone credentials, shared by token validation and limit reading. */
+function keystoneService(config: Config): KeystoneClientSettings {
+  return {
     authUrl: config.keystone_auth_url,
     username: config.keystone_username,
     password: config.keystone_password,
     projectName: config.keystone_project_name,
     userDomainName: config.keystone_user_domain_name,
     projectDomainName: config.keystone_project_domain_name,
-    cacheSeconds: config.token_cache_seconds,
-    cacheSize: config.token_cache_size,
     timeoutSeconds: config.keystone_timeout_seconds,
-  });
+  };
 }
 
 /** Keystone unified limits replace user_storage_quota when they are on. */
@@ -92,13 +99,7 @@ function buildProjectQuotas(config: Config, images: ImageRepository): ProjectQuo
     return new ProjectQuotas(images, { storageQuota, limits: null });
 
   const client = new KeystoneClient({
-    authUrl: config.keystone_auth_url,
-    username: config.keystone_username,
-    password: config.keystone_password,
-    projectName: config.keystone_project_name,
-    userDomainName: config.keystone_user_domain_name,
-    projectDomainName: config.keystone_project_domain_name,
-    timeoutSeconds: config.keystone_timeout_seconds,
+    ...keystoneService(config),
     // Keystone shows a project-scoped token only its own project's limits.
     scope: 'system',
   });

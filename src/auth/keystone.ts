@@ -14,19 +14,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { expandRoles } from '../domain/context.js';
 import { ForbiddenError, UnauthorizedError, UnavailableError } from '../domain/errors.js';
 import type { Authenticator, Identity } from './authenticator.js';
-import { KeystoneClient } from './keystone-client.js';
+import { KeystoneClient, type KeystoneClientSettings } from './keystone-client.js';
 
-export interface KeystoneSettings {
-  /** Identity API root, e.g. http://127.0.0.1:5000/v3. */
-  readonly authUrl: string;
-  readonly username: string;
-  readonly password: string;
-  readonly projectName: string;
-  readonly userDomainName: string;
-  readonly projectDomainName: string;
+/** The service's own credentials, plus how validated tokens are cached. */
+export interface KeystoneSettings extends Omit<KeystoneClientSettings, 'scope'> {
   readonly cacheSeconds: number;
   readonly cacheSize: number;
-  readonly timeoutSeconds: number;
 }
 
 interface TokenBody {

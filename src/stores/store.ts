@@ -27,11 +27,35 @@ export interface StoreWriter {
   abort(): Promise<void>;
 }
 
+/** The kinds of store Glimpse has drivers for. */
+export type StoreType = 'file' | 'swift' | 's3' | 'http';
+
 export interface ImageStore {
   /** Store id, as named in configuration and in location metadata. */
   readonly id: string;
+  readonly type: StoreType;
   /** URL scheme of the locations this store hands out (`file`, `swift+http`, `s3`...). */
   readonly scheme: string;
+  /** A read-only store (http) refuses writers and deletes. */
+  readonly readOnly: boolean;
+
+  /** Prepares the store (directories, containers, buckets) before first use. */
+  init(): Promise<void>;
+
+  /** Releases connections; the store is not used afterwards. */
+  close(): Promise<void>;
+
+  /** Whether a location URL designates data kept by this store. */
+  owns(location: string): boolean;
+
+  /** Store-specific settings shown to admins by GET /v2/info/stores/detail. */
+  properties(): Record<string, unknown>;
+
+  /** Resolves when the store answers; throws StoreUnavailableError otherwise. */
+  probe(): Promise<void>;
+
+  /** The size in bytes of the data at a location; StoreNotFoundError when it is missing. */
+  sizeOf(location: string): Promise<number>;
 
   /** The location a committed write of this image's data ends up at. */
   locationOf(imageId: string): string;
@@ -57,3 +81,6 @@ export class StoreNotFoundError extends Error {}
 
 /** The store cannot serve the request right now (down, full, permission denied). */
 export class StoreUnavailableError extends Error {}
+
+/** A write or delete was asked of a read-only store. */
+export class StoreReadOnlyError extends Error {}

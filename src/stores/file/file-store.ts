@@ -11,7 +11,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { access, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -37,7 +38,9 @@ const PARTIAL_DIR = '.partial';
 
 export class FileStore implements ImageStore {
   readonly id: string;
+  readonly type = 'file';
   readonly scheme = 'file';
+  readonly readOnly = false;
   readonly #root: string;
   readonly #fsync: boolean;
 
@@ -49,6 +52,35 @@ export class FileStore implements ImageStore {
 
   async init(): Promise<void> {
     await mkdir(join(this.#root, PARTIAL_DIR), { recursive: true });
+  }
+
+  async close(): Promise<void> {}
+
+  owns(location: string): boolean {
+    if (!location.startsWith('file:')) return false;
+    try {
+      return resolve(fileURLToPath(location)).startsWith(`${this.#root}/`);
+    } catch {
+      return false;
+    }
+  }
+
+  properties(): Record<string, unknown> {
+    return { data_dir: this.#root, chunk_size: BLOCK_SIZE, thin_provisioning: false };
+  }
+
+  async probe(): Promise<void> {
+    await access(join(this.#root, PARTIAL_DIR)).catch((error: unknown) => {
+      throw storeError(error, this.#root);
+    });
+  }
+
+  async sizeOf(location: string): Promise<number> {
+    const path = this.#pathOfLocation(location);
+    const stats = await stat(path).catch((error: unknown) => {
+      throw storeError(error, path);
+    });
+    return stats.size;
   }
 
   async createWriter(imageId: string): Promise<StoreWriter> {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the outside programs the test suites drive (the glance and openstack CLIs, qemu-img,
-# a Keystone), from Debian packages, without prompting. Safe to run again: a peer whose commands
-# are already present costs nothing, and apt is not touched at all when every peer is present.
-# Peers with a setup step (keystone: start the server) run it on every call.
+# a Keystone, a Swift), from Debian packages, without prompting. Safe to run again: a peer whose
+# commands are already present costs nothing, and apt is not touched at all when every peer is
+# present.
+# Peers with a setup step (keystone, swift: start the servers) run it on every call.
 #
 # Usage: scripts/install-test-peers.sh [peer...]   (default: every peer in PEERS)
 #
@@ -11,7 +12,7 @@
 # (to start a service, bootstrap accounts, ...). Then add <name> to PEERS.
 set -euo pipefail
 
-PEERS=(glance_cli openstack_cli qemu_img keystone)
+PEERS=(glance_cli openstack_cli qemu_img keystone swift)
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -80,6 +81,15 @@ peer_keystone() {
 }
 # Needs PostgreSQL accepting connections on 127.0.0.1:5432.
 setup_keystone() { bash "$SCRIPT_DIR/keystone.sh" start; }
+
+# Swift with tempauth and the S3 API on 127.0.0.1:8080, and the memcached it keeps tokens in
+# (scripts/swift.sh). The Swift servers come with python3-swift; the swift-* packages only add
+# wrappers and init scripts, which the start script does not use.
+peer_swift() {
+  need_python_module swift python3-swift
+  need_command memcached memcached
+}
+setup_swift() { bash "$SCRIPT_DIR/swift.sh" start; }
 
 # Root runs apt directly; anyone else goes through sudo, which may ask for a password.
 as_root() {

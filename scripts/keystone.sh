@@ -30,6 +30,9 @@
 # accepting connections from user postgres on 127.0.0.1:5432 without a password.
 set -euo pipefail
 
+# shellcheck source=lib/daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/daemons.sh"
+
 STATE_DIR=${GLIMPSE_TEST_KEYSTONE_DIR:-/var/tmp/glimpse-keystone}
 ADMIN_PASSWORD=${GLIMPSE_TEST_KEYSTONE_ADMIN_PASSWORD:-admin-secret}
 USER_PASSWORD=${GLIMPSE_TEST_KEYSTONE_USER_PASSWORD:-secret}
@@ -185,15 +188,6 @@ initialise() {
     --bootstrap-internal-url "$KEYSTONE_URL" --bootstrap-admin-url "$KEYSTONE_URL"
 }
 
-# Closes every descriptor above 2 in the current (sub)shell.
-close_inherited_fds() {
-  local path fd
-  for path in /proc/"$BASHPID"/fd/*; do
-    fd=${path##*/}
-    if [ "$fd" -gt 2 ]; then exec {fd}>&-; fi
-  done
-}
-
 # Starts uwsgi detached, in its own session, with nothing inherited but the redirected standard
 # descriptors: the lock must be released when this script exits, and a pipe inherited from a
 # CI runner must not stay open as long as Keystone runs.
@@ -210,16 +204,6 @@ launch_uwsgi() {
       --master --processes "$PROCESSES" --threads 1 --lazy-apps --die-on-term \
       --buffer-size 65535 --add-header "Connection: close" --pidfile "$PID_FILE"
   ) </dev/null >>"$UWSGI_LOG" 2>&1 &
-}
-
-# log_tails FILE...: the end of each existing FILE, on stderr.
-log_tails() {
-  local file
-  for file in "$@"; do
-    [ -f "$file" ] || continue
-    printf -- '--- last lines of %s ---\n' "$file" >&2
-    tail -n 30 "$file" >&2
-  done
 }
 
 # wait_until_answering LAUNCHER_PID: LAUNCHER_PID is the background job, alive while uwsgi is.

@@ -36,7 +36,10 @@ export interface ImageStore {
   readonly type: StoreType;
   /** URL scheme of the locations this store hands out (`file`, `swift+http`, `s3`...). */
   readonly scheme: string;
-  /** A read-only store (http) refuses writers and deletes. */
+  /**
+   * A read-only store (http) refuses writers; its delete does nothing, since the data belongs
+   * to someone else and removing a location only forgets it.
+   */
   readonly readOnly: boolean;
 
   /** Prepares the store (directories, containers, buckets) before first use. */
@@ -69,7 +72,7 @@ export interface ImageStore {
    */
   read(location: string, range?: ByteRange): Promise<Readable>;
 
-  /** Removes the data; removing what is already gone is not an error. */
+  /** Removes the data; removing what is already gone is not an error. See readOnly. */
   delete(location: string): Promise<void>;
 
   /** Removes what uncommitted writes of this image left behind (after their process died). */

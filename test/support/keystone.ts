@@ -11,6 +11,7 @@
  *
  * Under CI (CI=true) an unreachable Keystone fails the run instead of skipping.
  */
+import { explain } from './errors.js';
 
 /** Identity API root, without a trailing slash. */
 export const KEYSTONE_URL = (
@@ -247,15 +248,4 @@ async function adminRequest(
     headers: { accept: 'application/json', 'x-auth-token': admin.token, ...headers },
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
-}
-
-/** An error's message, with the underlying cause fetch hides behind "fetch failed". */
-function explain(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const cause = error.cause;
-  if (cause instanceof Error) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    return `${error.message}: ${code ?? cause.message}`;
-  }
-  return error.message;
 }

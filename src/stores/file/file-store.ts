@@ -71,14 +71,14 @@ export class FileStore implements ImageStore {
 
   async probe(): Promise<void> {
     await access(join(this.#root, PARTIAL_DIR)).catch((error: unknown) => {
-      throw storeError(error, this.#root);
+      throw storeError(this.id, error, this.#root);
     });
   }
 
   async sizeOf(location: string): Promise<number> {
     const path = this.#pathOfLocation(location);
     const stats = await stat(path).catch((error: unknown) => {
-      throw storeError(error, path);
+      throw storeError(this.id, error, path);
     });
     return stats.size;
   }
@@ -91,15 +91,15 @@ export class FileStore implements ImageStore {
       `${imageId}.${randomBytes(6).toString('hex')}`,
     );
     const handle = await open(partialPath, 'wx').catch((error: unknown) => {
-      throw storeError(error, partialPath);
+      throw storeError(this.id, error, partialPath);
     });
-    return new FileWriter(handle, partialPath, finalPath, this.#root, this.#fsync);
+    return new FileWriter(this.id, handle, partialPath, finalPath, this.#root, this.#fsync);
   }
 
   async read(location: string, range?: ByteRange): Promise<Readable> {
     const path = this.#pathOfLocation(location);
     const handle = await open(path, 'r').catch((error: unknown) => {
-      throw storeError(error, path);
+      throw storeError(this.id, error, path);
     });
     return createReadStream('', {
       fd: handle,
@@ -111,7 +111,8 @@ export class FileStore implements ImageStore {
 
   async delete(location: string): Promise<void> {
     await unlink(this.#pathOfLocation(location)).catch((error: unknown) => {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw storeError(error, location);
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw storeError(this.id, error, location);
     });
   }
 
@@ -158,6 +159,7 @@ class FileWriter implements StoreWriter {
   #done = false;
 
   constructor(
+    private readonly storeId: string,
     private readonly handle: FileHandle,
     private readonly partialPath: string,
     private readonly finalPath: string,
@@ -186,7 +188,7 @@ class FileWriter implements StoreWriter {
     this.#writing = this.handle.write(full, 0, length).then(
       () => undefined,
       (error: unknown) => {
-        throw storeError(error, this.partialPath);
+        throw storeError(this.storeId, error, this.partialPath);
       },
     );
     // A failure surfaces at the next write or at commit; keep it from being unhandled now.
@@ -228,9 +230,12 @@ async function syncDirectory(path: string): Promise<void> {
   }
 }
 
-function storeError(error: unknown, path: string): Error {
+function storeError(storeId: string, error: unknown, path: string): Error {
   const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new StoreNotFoundError(`no data at ${path}`);
-  if (code === 'ENOSPC') return new StoreUnavailableError('the file store is full');
-  return new StoreUnavailableError(`file store failure at ${path}: ${code ?? String(error)}`);
+  if (code === 'ENOENT')
+    return new StoreNotFoundError(`file store ${storeId}: no data at ${path}`);
+  if (code === 'ENOSPC') return new StoreUnavailableError(`file store ${storeId} is full`);
+  return new StoreUnavailableError(
+    `file store ${storeId}: failure at ${path}: ${code ?? String(error)}`,
+  );
 }

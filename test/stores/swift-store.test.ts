@@ -1,0 +1,72 @@
+/**
+ * The Swift store against the store conformance suite, on the real Swift that
+ * scripts/swift.sh runs (tempauth). Each run writes to containers of its own and removes them.
+ */
+import { randomBytes } from 'node:crypto';
+
+import { SwiftStore } from '../../src/stores/swift/swift-store.js';
+import type { SwiftStoreOptions } from '../../src/stores/swift/swift-config.js';
+import {
+  SWIFT_AUTH_URL,
+  SWIFT_KEY,
+  SWIFT_USER,
+  removeContainers,
+  swiftAvailability,
+  swiftObjectNames,
+} from '../support/swift.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
+import { describeStoreConformance } from './conformance.js';
+
+const KIB = 1024;
+const SEGMENT_SIZE = 256 * KIB;
+
+const { skip } = await swiftAvailability();
+
+describeStoreConformance(
+  'SwiftStore',
+  async () => {
+    const container = `glimpse-conformance-${randomBytes(4).toString('hex')}`;
+    const options = (id: string, authUrl = SWIFT_AUTH_URL): SwiftStoreOptions => ({
+      id,
+      authUrl,
+      authVersion: '1',
+      user: SWIFT_USER,
+      key: SWIFT_KEY,
+      container,
+      largeObjectSize: 5 * 1024 * 1024 * 1024,
+      largeObjectChunkSize: 200 * 1024 * 1024,
+      createContainerOnPut: true,
+      requestTimeoutMs: 10_000,
+      bodyTimeoutMs: 10_000,
+    });
+
+    const store = new SwiftStore(options('swift-test'));
+    const segmented = new SwiftStore({
+      ...options('swift-segmented'),
+      largeObjectSize: SEGMENT_SIZE,
+      largeObjectChunkSize: SEGMENT_SIZE,
+    });
+    // tempauth builds the storage URL from the Host it was asked at, so a store that logs in
+    // through the proxy also reads and writes through it.
+    const auth = new URL(SWIFT_AUTH_URL);
+    const proxy = await startTcpProxy({ host: auth.hostname, port: Number(auth.port || 80) });
+    const proxied = new SwiftStore(options('swift-proxied', `${proxy.url}${auth.pathname}`));
+    const unreachable = new SwiftStore(options('swift-down', 'http://127.0.0.1:1/auth/v1.0'));
+    await Promise.all([store.init(), segmented.init(), proxied.init()]);
+
+    return {
+      store,
+      segmented: { store: segmented, segmentSize: SEGMENT_SIZE },
+      proxied: { store: proxied, proxy },
+      unreachable,
+      // Segments of an image's writes are <container>-segments/<image id>/<nonce>/<n>.
+      leftovers: (imageId) => swiftObjectNames(`${container}-segments`, `${imageId}/`),
+      async close() {
+        await Promise.all([store, segmented, proxied, unreachable].map((s) => s.close()));
+        await proxy.close();
+        await removeContainers([container, `${container}-segments`]);
+      },
+    };
+  },
+  { skip },
+);

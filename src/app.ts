@@ -4,7 +4,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 
@@ -39,35 +38,21 @@ import { openWebSource, type WebSourceOptions } from './import/web-source.js';
 import { KeystoneLimitSource } from './quota/keystone-limits.js';
 import { ProjectQuotas } from './quota/project-quotas.js';
 import { parseStorageQuota } from './quota/storage.js';
+import { ImportLock } from './services/import-lock.js';
 import { ImportService } from './services/imports.js';
+import { LocationService } from './services/locations.js';
+import { StoreService } from './services/stores.js';
 import { TaskService } from './services/tasks.js';
 import { WriteRecovery } from './services/write-recovery.js';
-import { FileStore } from './stores/file/file-store.js';
-import { StoreRegistry } from './stores/registry.js';
+import { buildStores } from './stores/build.js';
+import { LocationImportFlow } from './import/location-flow.js';
+import { viewsNeedLocations } from './http/image-view.js';
 
 export interface Application {
   readonly http: FastifyInstance;
   /** Identity of this process among those sharing the database. */
   readonly workerId: string;
   close(): Promise<void>;
-}
-
-/** The stores, and the staging store as a file store (import plugins need its paths). */
-async function buildStores(
-  config: Config,
-): Promise<{ stores: StoreRegistry; staging: FileStore }> {
-  const file = new FileStore({
-    id: 'file',
-    root: config.filesystem_store_datadir || join(config.data_dir, 'images'),
-    fsync: config.filesystem_store_fsync,
-  });
-  const staging = new FileStore({
-    id: 'os_glance_staging_store',
-    root: join(config.data_dir, 'staging'),
-    fsync: config.filesystem_store_fsync,
-  });
-  await Promise.all([file.init(), staging.init()]);
-  return { stores: new StoreRegistry(file, staging), staging };
 }
 
 function buildAuthenticator(config: Config): Authenticator {
@@ -123,6 +108,11 @@ function pluginSettings(config: Config): PluginSettings {
     injectIgnoreUserRoles: [...config.inject_ignore_user_roles],
     qemuImgPath: 'qemu-img',
   };
+}
+
+/** copy-image copies between stores: with a single store there is nowhere to copy to. */
+function offeredImportMethods(methods: readonly string[], multiStore: boolean): string[] {
+  return methods.filter((method) => multiStore || method !== 'copy-image');
 }
 
 function webSourceOptions(config: Config): WebSourceOptions {
@@ -209,12 +199,30 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
     { sizeCap: config.image_size_cap, hashingAlgorithm: config.hashing_algorithm, workerId },
     quotas,
   );
+  // The runner is built further down, before the HTTP server: no task is queued earlier.
+  const importLock = new ImportLock(repositories.images, repositories.tasks, () =>
+    runner.notify(),
+  );
+  const locations = new LocationService(access, stores, importLock, {
+    showLocations: config.show_multiple_locations,
+    locationQuota: config.image_location_quota,
+    hashingAlgorithm: config.hashing_algorithm,
+  });
   const images = new ImageService(
     access,
-    { imagePropertyQuota: config.image_property_quota, imageTagQuota: config.image_tag_quota },
+    {
+      imagePropertyQuota: config.image_property_quota,
+      imageTagQuota: config.image_tag_quota,
+      listWithLocations: viewsNeedLocations({
+        showLocations: config.show_multiple_locations,
+        showDirectUrl: config.show_image_direct_url,
+        stores,
+      }),
+    },
     data,
     new PropertyGuard(protections),
     quotas,
+    locations,
   );
   const recovery = new WriteRecovery(
     repositories.writes,
@@ -243,6 +251,13 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
         },
         logger,
       ),
+      location_import: new LocationImportFlow(
+        repositories.images,
+        locations,
+        data,
+        { hashingAlgorithm: config.hashing_algorithm, workerId },
+        logger,
+      ),
     },
     {
       workerId,
@@ -256,13 +271,13 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
   );
   const imports = new ImportService(
     access,
-    repositories.tasks,
+    importLock,
     {
-      enabledMethods: config.enabled_import_methods,
+      enabledMethods: offeredImportMethods(config.enabled_import_methods, stores.multiStore),
       validateUri: (uri) => validateImportUri(uri, webSource),
-      onQueued: () => runner.notify(),
     },
     quotas,
+    stores,
   );
   const http = await buildHttpServer({
     config,
@@ -275,6 +290,9 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
     imports,
     tasks,
     quotas,
+    stores,
+    storeInfo: new StoreService(access, stores, data),
+    locations,
   });
   runner.start();
 
@@ -286,6 +304,7 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
       await runner.stop();
       await recovery.stop();
       await repositories.close();
+      await stores.close();
       await closeHashPool();
     },
   };

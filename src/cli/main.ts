@@ -6,11 +6,13 @@
 import { openRepositories } from '../db/sql/database.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { OPTIONS } from '../config/schema.js';
+import { STORE_SETTINGS } from '../stores/driver-options.js';
 
 const USAGE = `usage: glimpse <command>
   serve          start the API server
   db migrate     apply pending database migrations and exit
-  config         list every option with its default and environment variable`;
+  config         list every option with its default and environment variable, and the
+                 settings each type of store takes in store_options`;
 
 async function migrateCommand(): Promise<void> {
   const config = loadConfig();
@@ -30,10 +32,21 @@ async function migrateCommand(): Promise<void> {
 function configCommand(): void {
   for (const [name, spec] of Object.entries(OPTIONS)) {
     const variable = `GLIMPSE_${name.toUpperCase()}`;
-    const fallback = Array.isArray(spec.default) ? spec.default.join(',') : String(spec.default);
+    const fallback = Array.isArray(spec.default)
+      ? spec.default.join(',')
+      : typeof spec.default === 'object'
+        ? JSON.stringify(spec.default)
+        : String(spec.default);
     process.stdout.write(
       `${name} (${variable}) = ${JSON.stringify(fallback)}\n  ${spec.description}\n`,
     );
+  }
+  for (const [type, settings] of Object.entries(STORE_SETTINGS)) {
+    process.stdout.write(`\nstore_options.<id> of a ${type} store:\n`);
+    for (const [name, spec] of Object.entries(settings)) {
+      const fallback = spec.required ? '(required)' : JSON.stringify(spec.default);
+      process.stdout.write(`${name} = ${fallback}\n  ${spec.description}\n`);
+    }
   }
 }
 

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 
 import { parseStorageQuota } from '../quota/storage.js';
+import { planStores } from '../stores/driver-options.js';
 import { OPTIONS, type Config, type OptionName, type OptionSpec } from './schema.js';
 
 /** Raised when the configuration cannot be used; the message names the offending option. */
@@ -91,13 +92,30 @@ function fromEnvText(key: string, spec: OptionSpec, text: string): unknown {
         .filter((item) => item !== '');
     case 'string':
       return text;
+    case 'object':
+      return parseJsonObject(key, text);
   }
 }
 
-const JSON_TYPES = { string: 'string', integer: 'integer', boolean: 'boolean', list: 'array' };
+function parseJsonObject(key: string, text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new ConfigError(`option ${key} must be a JSON object, got '${text}'`);
+  }
+}
+
+const JSON_TYPES = {
+  string: 'string',
+  integer: 'integer',
+  boolean: 'boolean',
+  list: 'array',
+  object: 'object',
+};
 
 function jsonSchemaOf(spec: OptionSpec): Record<string, unknown> {
   const schema: Record<string, unknown> = { type: JSON_TYPES[spec.type] };
+  if (spec.type === 'object') schema.additionalProperties = { type: 'object' };
   if (spec.type === 'list') schema.items = spec.enum ? { enum: spec.enum } : { type: 'string' };
   if (spec.enum && spec.type !== 'list') schema.enum = spec.enum;
   if (spec.minimum !== undefined) schema.minimum = spec.minimum;
@@ -148,6 +166,12 @@ function checkMeaning(config: Config): void {
   }
   if (config.inject_metadata_properties.some((entry) => !/^[^:]+:/.test(entry))) {
     throw new ConfigError("option 'inject_metadata_properties' must list key:value pairs");
+  }
+  try {
+    planStores(config);
+  } catch (error) {
+    // Layout and driver setting errors name the option, the store and the setting.
+    throw new ConfigError(error instanceof Error ? error.message : String(error));
   }
   if (!getHashes().includes(config.hashing_algorithm)) {
     throw new ConfigError(

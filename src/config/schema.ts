@@ -5,16 +5,19 @@
  * GLIMPSE_<OPTION_NAME> environment variables, which win over the file. Option names follow
  * upstream Glance's where an equivalent exists, so operators can carry their settings over.
  */
-export type OptionType = 'string' | 'integer' | 'boolean' | 'list';
+export type OptionType = 'string' | 'integer' | 'boolean' | 'list' | 'object';
 
 export interface OptionSpec {
   readonly type: OptionType;
-  readonly default: string | number | boolean | readonly string[];
+  readonly default: string | number | boolean | readonly string[] | StoreOptionsByStore;
   readonly description: string;
   readonly enum?: readonly string[];
   readonly minimum?: number;
   readonly maximum?: number;
 }
+
+/** Settings of each named store, keyed by store id (the `object` option type). */
+export type StoreOptionsByStore = Readonly<Record<string, Readonly<Record<string, unknown>>>>;
 
 const TIB = 1024 ** 4;
 
@@ -222,6 +225,43 @@ export const OPTIONS = {
       'Flush image data to disk before the image becomes active. Turning it off is faster ' +
       'but a power loss can then lose or corrupt recently uploaded images.',
   },
+  enabled_backends: {
+    type: 'list',
+    default: [],
+    description:
+      'Named stores as id:type, type being file, swift, s3 or http (read-only). Empty: one ' +
+      'file store and no multi-store API. Set: GET /v2/info/stores and the store headers.',
+  },
+  default_backend: {
+    type: 'string',
+    default: '',
+    description: 'Id of the store new data goes to when a request names none (multi-store).',
+  },
+  store_options: {
+    type: 'object',
+    default: {},
+    description:
+      'Settings of each store, keyed by store id: description, weight (higher is read ' +
+      'first), and the driver settings listed under "Store settings" below.',
+  },
+  show_multiple_locations: {
+    type: 'boolean',
+    default: false,
+    description:
+      'Show the locations field and allow changing /locations through PATCH (exposes where ' +
+      'data lives; leave off on public clouds).',
+  },
+  show_image_direct_url: {
+    type: 'boolean',
+    default: false,
+    description: "Show direct_url, the URL of the image's preferred location.",
+  },
+  image_location_quota: {
+    type: 'integer',
+    default: 10,
+    minimum: -1,
+    description: 'Most locations one image may have (-1: no limit).',
+  },
   verify_download_checksum: {
     type: 'boolean',
     default: true,
@@ -237,9 +277,11 @@ export const OPTIONS = {
   },
   enabled_import_methods: {
     type: 'list',
-    default: ['glance-direct', 'web-download'],
-    enum: ['glance-direct', 'web-download'],
-    description: 'Interoperable import methods offered to clients.',
+    default: ['glance-direct', 'web-download', 'copy-image'],
+    enum: ['glance-direct', 'web-download', 'copy-image'],
+    description:
+      'Interoperable import methods offered to clients. copy-image is only offered with ' +
+      'several stores (enabled_backends).',
   },
   image_import_plugins: {
     type: 'list',
@@ -359,7 +401,9 @@ type ValueOf<S extends OptionSpec> = S['type'] extends 'integer'
     ? boolean
     : S['type'] extends 'list'
       ? readonly string[]
-      : string;
+      : S['type'] extends 'object'
+        ? StoreOptionsByStore
+        : string;
 
 /** The validated, frozen configuration the whole process shares. */
 export type Config = { readonly [K in OptionName]: ValueOf<(typeof OPTIONS)[K]> };

@@ -39,12 +39,13 @@ export interface ImageRepository {
 
   /**
    * One page of images in the scope, after `marker` (already checked to be visible). Listed
-   * images carry no locations (no list view shows them); get() an image for its locations.
+   * images carry locations only when asked (most views do not show them).
    */
   list(
     query: ImageListQuery,
     scope: ListScope,
     marker: ImageRecord | null,
+    options?: { readonly withLocations?: boolean },
   ): Promise<ImageRecord[]>;
 
   /**

@@ -181,6 +181,7 @@ export function applyPatch(
     properties: { ...image.properties },
   };
   for (const change of changes) {
+    // Locations are applied by the service layer, which can reach the stores.
     if (change.path[0] === 'locations') {
       throw new ForbiddenError('It is not allowed to modify locations of this image.');
     }

@@ -1,5 +1,6 @@
 /** The JSON representation of an image, as upstream's response serializer builds it. */
 import type { ImageRecord } from '../domain/image.js';
+import type { StoreRegistry } from '../stores/registry.js';
 
 /** Bookkeeping properties upstream keeps internal and never shows. */
 const HIDDEN_PROPERTIES = new Set(['os_glance_stage_host', 'os_glance_hash_op_host']);
@@ -35,6 +36,52 @@ export function imageView(image: ImageRecord): Record<string, unknown> {
     file: `/v2/images/${image.id}/file`,
     schema: '/v2/schemas/image',
   });
+  return view;
+}
+
+/** What the deployment reveals about where image data lives. */
+export interface LocationDisclosure {
+  /** show_multiple_locations: the `locations` field. */
+  readonly showLocations: boolean;
+  /** show_image_direct_url: the `direct_url` field. */
+  readonly showDirectUrl: boolean;
+  readonly stores: StoreRegistry;
+}
+
+/** Whether image views need the locations loaded (list queries skip them otherwise). */
+export function viewsNeedLocations(disclosure: LocationDisclosure): boolean {
+  const { showLocations, showDirectUrl, stores } = disclosure;
+  return showLocations || showDirectUrl || stores.multiStore;
+}
+
+/**
+ * The image view with the location fields the deployment enables: `locations` (empty for a
+ * deactivated image unless the caller is an admin), `direct_url` (the copy read first), and,
+ * with several stores, `stores` (the ids of the stores holding a copy).
+ */
+export function imageViewWithLocations(
+  image: ImageRecord,
+  isAdmin: boolean,
+  disclosure: LocationDisclosure,
+): Record<string, unknown> {
+  const view = imageView(image);
+  const live = image.locations.filter((location) => location.status === 'active');
+  const ordered = disclosure.stores.readingOrder(live);
+
+  if (disclosure.showLocations) {
+    const hidden = image.status === 'deactivated' && !isAdmin;
+    view.locations = hidden
+      ? []
+      : ordered.map((location) => ({ url: location.url, metadata: location.metadata }));
+  }
+  const first = ordered[0];
+  if (disclosure.showDirectUrl && first) view.direct_url = first.url;
+  if (disclosure.stores.multiStore) {
+    const ids = ordered
+      .map((location) => location.metadata.store)
+      .filter((id): id is string => typeof id === 'string');
+    if (ids.length > 0) view.stores = [...new Set(ids)].join(',');
+  }
   return view;
 }
 

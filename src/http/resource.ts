@@ -7,6 +7,7 @@ import type {
   FastifyInstance,
   FastifyReply,
   FastifyRequest,
+  RouteGenericInterface,
   RouteShorthandOptions,
 } from 'fastify';
 
@@ -14,25 +15,31 @@ import { InvalidInputError } from '../domain/errors.js';
 import { sendError } from './server-errors.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+/** A route handler; R types the path parameters and query string it reads. */
+type Handler<R extends RouteGenericInterface> = (
+  request: FastifyRequest<R>,
+  reply: FastifyReply,
+) => Promise<unknown>;
 
-export interface MethodSpec {
-  readonly handler: Handler;
+export interface MethodSpec<R extends RouteGenericInterface = RouteGenericInterface> {
+  readonly handler: Handler<R>;
   readonly options?: RouteShorthandOptions;
 }
 
 const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
-export function resource(
+export function resource<R extends RouteGenericInterface = RouteGenericInterface>(
   app: FastifyInstance,
   path: string,
-  methods: Partial<Record<Method, Handler | MethodSpec>>,
+  methods: Partial<Record<Method, Handler<R> | MethodSpec<R>>>,
 ): void {
   const allowed = Object.keys(methods);
   for (const [method, spec] of Object.entries(methods)) {
     const { handler, options } =
       typeof spec === 'function' ? { handler: spec, options: {} } : spec;
-    app.route({ ...options, method, url: path, handler });
+    // The path declares the parameters R names; Fastify cannot check one against the other.
+    const untyped = handler as unknown as Handler<RouteGenericInterface>;
+    app.route({ ...options, method, url: path, handler: untyped });
   }
 
   const refused = ALL_METHODS.filter((method) => !allowed.includes(method));

@@ -23,6 +23,9 @@ import type { ImageService } from '../services/images.js';
 import type { ImportService } from '../services/imports.js';
 import type { MemberService } from '../services/members.js';
 import type { TaskService } from '../services/tasks.js';
+import type { LocationService } from '../services/locations.js';
+import type { StoreService } from '../services/stores.js';
+import type { StoreRegistry } from '../stores/registry.js';
 import type { ProjectQuotas } from '../quota/project-quotas.js';
 import { imageImportRoutes } from './routes/image-import.js';
 import { taskRoutes } from './routes/tasks.js';
@@ -30,11 +33,13 @@ import { usageRoutes } from './routes/usage.js';
 import { imageMemberRoutes } from './routes/image-members.js';
 import { imageDataRoutes } from './routes/image-data.js';
 import { imageRoutes } from './routes/images.js';
+import { storeRoutes } from './routes/stores.js';
+import { imageLocationRoutes } from './routes/image-locations.js';
 import { imageTagRoutes } from './routes/image-tags.js';
 import { schemaRoutes } from './routes/schemas.js';
 import { versionRoutes } from './routes/versions.js';
 import { handleError, handleNotFound, sendError } from './server-errors.js';
-import { negotiateUrl } from './versions.js';
+import { apiVersions, urlNegotiator } from './versions.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -54,17 +59,21 @@ export interface HttpDependencies {
   readonly imports: ImportService;
   readonly tasks: TaskService;
   readonly quotas: ProjectQuotas;
+  readonly stores: StoreRegistry;
+  readonly storeInfo: StoreService;
+  readonly locations: LocationService;
 }
 
 const REQUEST_ID_HEADER = 'x-openstack-request-id';
 
 export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyInstance> {
   const { config } = deps;
+  const versions = apiVersions(deps.stores.multiStore);
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     logController: new RequestLog(),
     genReqId: (request) => requestIdOf(request, config.max_request_id_length),
-    rewriteUrl: negotiateUrl,
+    rewriteUrl: urlNegotiator(versions),
     exposeHeadRoutes: false,
     bodyLimit: config.max_json_body_bytes,
     // A stalled client is cut off after this much idle time.
@@ -80,13 +89,15 @@ export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyIn
   registerBodyParsers(app);
   registerHooks(app, deps);
 
-  await app.register(versionRoutes(config));
+  await app.register(versionRoutes(config, versions));
   await app.register(schemaRoutes(config));
   await app.register(imageRoutes(deps));
   await app.register(imageTagRoutes(deps));
   await app.register(imageMemberRoutes(deps.members));
   await app.register(imageImportRoutes(deps.imports));
   await app.register(usageRoutes(deps.quotas));
+  await app.register(storeRoutes(deps.storeInfo));
+  await app.register(imageLocationRoutes(deps.locations));
   await app.register(
     taskRoutes(deps.tasks, {
       limitDefault: config.limit_param_default,

@@ -5,38 +5,48 @@
  */
 import type { IncomingMessage } from 'node:http';
 
-/** API versions whose features this server implements, oldest first; the last is CURRENT. */
-export const IMPLEMENTED_VERSIONS = [
-  '2.0',
-  '2.1',
-  '2.2',
-  '2.3',
-  '2.4',
-  '2.5',
-  '2.6',
-  '2.7',
-] as const;
+export interface ApiVersion {
+  readonly id: string;
+  readonly status: 'CURRENT' | 'SUPPORTED';
+}
 
-const ACCEPTED_PREFIXES = new Set(['v2', ...IMPLEMENTED_VERSIONS.map((v) => `v${v}`)]);
+const BASE_VERSIONS = ['2.7', '2.6', '2.5', '2.4', '2.3', '2.2', '2.1', '2.0'];
+const MULTI_STORE_VERSIONS = ['2.13', '2.12', '2.11', '2.10', '2.9', '2.8'];
+
+/**
+ * The versions listed, in upstream's order for a deployment without an image cache. Clients
+ * look versions up by id (python-glanceclient checks for 2.12 before image tasks and for 2.17
+ * before the locations API), so each id stands for features this server has: 2.8-2.13 need
+ * several stores (multi-store, delete from store, copy-image); 2.17 is the locations API.
+ */
+export function apiVersions(multiStore: boolean): ApiVersion[] {
+  const supported = (id: string): ApiVersion => ({ id, status: 'SUPPORTED' });
+  return [
+    supported('2.15'),
+    ...(multiStore ? MULTI_STORE_VERSIONS : ['2.9']).map(supported),
+    { id: '2.17', status: 'CURRENT' },
+    ...BASE_VERSIONS.map(supported),
+  ];
+}
+
 const MEDIA_TYPE_PREFIX = 'application/vnd.openstack.images-';
 
 export const VERSIONS_PATH = '/versions';
 export const MULTIPLE_CHOICES_PATH = '/.multiple-choices';
 const UNVERSIONED_PATHS = new Set(['/healthcheck']);
 
-export function versionsDocument(baseUrl: string) {
+export function versionsDocument(baseUrl: string, versions: readonly ApiVersion[]) {
   const links = [{ rel: 'self', href: `${baseUrl}/v2/` }];
-  const newestFirst = [...IMPLEMENTED_VERSIONS].reverse();
-  return {
-    versions: newestFirst.map((version, index) => ({
-      id: `v${version}`,
-      status: index === 0 ? 'CURRENT' : 'SUPPORTED',
-      links,
-    })),
-  };
+  return { versions: versions.map(({ id, status }) => ({ id: `v${id}`, status, links })) };
 }
 
-export function negotiateUrl(request: IncomingMessage): string {
+/** The URL rewriter for Fastify: maps every accepted version prefix to `/v2`. */
+export function urlNegotiator(versions: readonly ApiVersion[]) {
+  const accepted = new Set(['v2', ...versions.map(({ id }) => `v${id}`)]);
+  return (request: IncomingMessage) => negotiateUrl(request, accepted);
+}
+
+function negotiateUrl(request: IncomingMessage, accepted: ReadonlySet<string>): string {
   const url = request.url ?? '/';
   const queryStart = url.indexOf('?');
   const path = queryStart === -1 ? url : url.slice(0, queryStart);
@@ -49,8 +59,8 @@ export function negotiateUrl(request: IncomingMessage): string {
   const accept = request.headers.accept ?? '';
   if (accept.startsWith(MEDIA_TYPE_PREFIX)) {
     const version = accept.slice(MEDIA_TYPE_PREFIX.length).split(/[;,\s]/)[0] ?? '';
-    return ACCEPTED_PREFIXES.has(version) ? `/v2${path}${query}` : MULTIPLE_CHOICES_PATH;
+    return accepted.has(version) ? `/v2${path}${query}` : MULTIPLE_CHOICES_PATH;
   }
-  if (ACCEPTED_PREFIXES.has(first)) return `/v2/${rest.join('/')}${query}`;
+  if (accepted.has(first)) return `/v2/${rest.join('/')}${query}`;
   return MULTIPLE_CHOICES_PATH;
 }

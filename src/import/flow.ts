@@ -11,7 +11,8 @@ import { transition, type ImageRecord } from '../domain/image.js';
 import type { TaskRecord } from '../domain/task.js';
 import type { ImageRepository } from '../db/repository.js';
 import type { ImageDataService } from '../services/image-data.js';
-import { CALLER_ROLES, IMPORT_LOCK } from '../services/imports.js';
+import { IMPORT_LOCK } from '../services/import-lock.js';
+import { CALLER_ROLES } from '../services/imports.js';
 import { removePluginLeftovers, type ImportPlugin, type PluginOutcome } from './plugins/index.js';
 import type { TaskHandler } from './runner.js';
 
@@ -40,27 +41,60 @@ export class ImportFlow implements TaskHandler {
 
   async run(task: TaskRecord): Promise<Record<string, unknown>> {
     const method = methodOf(task);
+    const plan = planOf(task, method.name);
     let image = await this.#lockedImage(task);
+    const earlier = new Set(image.locations.map((location) => location.url));
     // The lock makes this task the image's only writer, so partial files are leftovers of an
     // earlier attempt of it whose process died.
     await this.data.discardUncommitted(image.id);
     try {
-      image = await this.#begin(image);
+      image = await this.#begin(image, plan);
       if (method.name === 'web-download') image = await this.#download(image, method.uri);
-      image = await this.#runPlugins(image, rolesOf(task));
+      if (plan.copying) await this.data.stageExisting(image);
+      else image = await this.#runPlugins(image, rolesOf(task));
 
-      const active = await this.data.importStaged(image);
+      image = await this.#writeToStores(image, plan);
       await this.data.removeStaged(image.id);
+      if (image.status !== 'active') throw new Error('No store accepted the image data');
       await this.images.removePropertyIfEquals(image.id, IMPORT_LOCK, task.id);
-      return { image_id: active.id };
+      return { image_id: image.id };
     } catch (error) {
-      await this.#revert(task, image.id);
+      await this.#revert(task, image.id, plan, earlier);
       throw reasonOf(error);
     }
   }
 
   async abandon(task: TaskRecord): Promise<void> {
-    if (task.image_id) await this.#revert(task, task.image_id);
+    if (!task.image_id) return;
+    const image = await this.images.get(task.image_id);
+    const earlier = new Set(image?.locations.map((location) => location.url) ?? []);
+    await this.#revert(task, task.image_id, planOf(task, methodOf(task).name), earlier);
+  }
+
+  /**
+   * Writes the staged data to each target store in turn. When every store must succeed, the
+   * image turns active with the last copy and any failure fails the import; otherwise it turns
+   * active with the first copy, and a failing store is only recorded as failed.
+   */
+  async #writeToStores(image: ImageRecord, plan: ImportPlan): Promise<ImageRecord> {
+    let current = image;
+    for (const [index, storeId] of plan.stores.entries()) {
+      const last = index === plan.stores.length - 1;
+      const activate = !plan.copying && (!plan.mustSucceed || last);
+      try {
+        current = await this.data.importStaged(current, { storeId, activate });
+        current = await this.#save(current, finishedStore(current, storeId, true));
+      } catch (error) {
+        if (plan.mustSucceed) throw error;
+        this.logger.warn(
+          { err: error, image_id: image.id, store: storeId },
+          'import to one store failed; the others carry on. Retry with copy-image later.',
+        );
+        const fresh = (await this.images.get(image.id)) ?? current;
+        current = await this.#save(fresh, finishedStore(fresh, storeId, false));
+      }
+    }
+    return current;
   }
 
   async #lockedImage(task: TaskRecord): Promise<ImageRecord> {
@@ -72,15 +106,23 @@ export class ImportFlow implements TaskHandler {
     return image;
   }
 
-  /** importing, with upstream's bookkeeping properties (a retried task finds it there). */
-  async #begin(image: ImageRecord): Promise<ImageRecord> {
+  /**
+   * importing (copy-image keeps active), with upstream's bookkeeping: the targets join
+   * os_glance_importing_to_stores and leave os_glance_failed_import. A retried task finds
+   * them there already.
+   */
+  async #begin(image: ImageRecord, plan: ImportPlan): Promise<ImageRecord> {
+    const targets = plan.stores.filter((id): id is string => id !== null);
     const properties: Record<string, string> = {
       ...image.properties,
-      [IMPORTING_TO]: '',
-      [FAILED_IMPORT]: '',
+      [IMPORTING_TO]: joinStores([...storesIn(image, IMPORTING_TO), ...targets]),
+      [FAILED_IMPORT]: joinStores(
+        storesIn(image, FAILED_IMPORT).filter((id) => !targets.includes(id)),
+      ),
     };
     delete properties.os_glance_stage_host;
-    const status = image.status === 'importing' ? {} : transition(image, 'importing');
+    const keep = image.status === 'importing' || plan.copying;
+    const status = keep ? {} : transition(image, 'importing');
     const next = { ...image, ...status, properties, updated_at: now() };
     return this.#save(image, next);
   }
@@ -113,17 +155,23 @@ export class ImportFlow implements TaskHandler {
     return next;
   }
 
-  /** Back to queued, staged data removed, lock released; best effort, never throws. */
-  async #revert(task: TaskRecord, imageId: string): Promise<void> {
+  /**
+   * Undoes an import, best effort, never throwing: staged data removed, the copies this task
+   * wrote deleted, its stores marked failed, the image back to queued (copy-image leaves it
+   * active), and the lock released.
+   */
+  async #revert(
+    task: TaskRecord,
+    imageId: string,
+    plan: ImportPlan,
+    earlier: ReadonlySet<string>,
+  ): Promise<void> {
     try {
       await this.data.discardUncommitted(imageId);
       await removePluginLeftovers(this.plugins.stagingPath(imageId));
       await this.data.removeStaged(imageId);
       const image = await this.images.get(imageId);
-      if (image && (image.status === 'importing' || image.status === 'uploading')) {
-        const reverted = { ...image, ...transition(image, 'queued'), updated_at: now() };
-        await this.images.save(image, reverted);
-      }
+      if (image) await this.#revertImage(image, plan, earlier);
       await this.images.removePropertyIfEquals(imageId, IMPORT_LOCK, task.id);
     } catch (error) {
       this.logger.error(
@@ -132,6 +180,86 @@ export class ImportFlow implements TaskHandler {
       );
     }
   }
+
+  async #revertImage(
+    image: ImageRecord,
+    plan: ImportPlan,
+    earlier: ReadonlySet<string>,
+  ): Promise<void> {
+    const added = image.locations.filter((location) => !earlier.has(location.url));
+    for (const location of added) await this.data.removeCopy(location);
+
+    let next: ImageRecord = {
+      ...failedStores(image, plan.stores),
+      locations: image.locations.filter((location) => earlier.has(location.url)),
+      updated_at: now(),
+    };
+    const reverting = image.status === 'importing' || image.status === 'uploading';
+    if (!plan.copying && reverting) {
+      next = { ...next, ...transition(image, 'queued'), ...NO_HASHES };
+    }
+    await this.images.save(image, next);
+  }
+}
+
+const NO_HASHES = { checksum: null, os_hash_algo: null, os_hash_value: null } as const;
+
+/** What an import task was asked to do, from its input. */
+interface ImportPlan {
+  /** Target store ids; [null] outside multi-store. */
+  readonly stores: readonly (string | null)[];
+  readonly mustSucceed: boolean;
+  readonly copying: boolean;
+}
+
+function planOf(task: TaskRecord, method: string): ImportPlan {
+  const backend = task.input.backend;
+  const stores = Array.isArray(backend)
+    ? backend.filter((id): id is string | null => id === null || typeof id === 'string')
+    : [null];
+  const request = task.input.import_req as { all_stores_must_succeed?: unknown } | undefined;
+  return {
+    stores: stores.length > 0 ? stores : [null],
+    mustSucceed: request?.all_stores_must_succeed !== false,
+    copying: method === 'copy-image',
+  };
+}
+
+/** The store ids in a comma-list bookkeeping property. */
+function storesIn(image: ImageRecord, property: string): string[] {
+  return (image.properties[property] ?? '')
+    .split(',')
+    .map((id) => id.trim())
+    .filter((id) => id !== '');
+}
+
+function joinStores(ids: string[]): string {
+  return [...new Set(ids)].sort().join(',');
+}
+
+/** The store leaves the importing list, and joins the failed list when it failed. */
+function finishedStore(image: ImageRecord, storeId: string | null, ok: boolean): ImageRecord {
+  if (storeId === null) return image;
+  const importing = storesIn(image, IMPORTING_TO).filter((id) => id !== storeId);
+  const failed = storesIn(image, FAILED_IMPORT);
+  if (!ok) failed.push(storeId);
+  const properties = {
+    ...image.properties,
+    [IMPORTING_TO]: joinStores(importing),
+    [FAILED_IMPORT]: joinStores(failed),
+  };
+  return { ...image, properties, updated_at: now() };
+}
+
+/** Every target still in the importing list moves to the failed list. */
+function failedStores(image: ImageRecord, targets: readonly (string | null)[]): ImageRecord {
+  let next = image;
+  for (const id of targets) {
+    if (id !== null && storesIn(next, IMPORTING_TO).includes(id)) {
+      next = finishedStore(next, id, false);
+    }
+  }
+  return next;
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   ForbiddenError,
   GlimpseError,
   GoneError,
+  InvalidInputError,
   QuotaExceededError,
   UnavailableError,
   UnsupportedMediaTypeError,
@@ -42,6 +43,15 @@ export interface DataSettings {
 export interface UploadRequest {
   readonly body: AsyncIterable<Buffer>;
   readonly declaredSize: number | null;
+  /** The store the client asked for (X-Image-Meta-Store); null: the default store. */
+  readonly storeId: string | null;
+}
+
+export interface ImportWrite {
+  /** Target store id; null: the default store. */
+  readonly storeId: string | null;
+  /** Whether the image turns active with this copy (else it keeps its status). */
+  readonly activate: boolean;
 }
 
 export interface Download {
@@ -71,15 +81,31 @@ export class ImageDataService implements ImageDataRemover {
     this.#quotas = quotas;
   }
 
+  /**
+   * The store new data goes to: the one named, or the default. Outside multi-store a name is
+   * ignored, as upstream ignores the header there.
+   */
+  targetStore(storeId: string | null): ImageStore {
+    if (!this.#stores.multiStore || storeId === null) return this.#stores.defaultStore;
+    const store = this.#stores.byId(storeId);
+    if (!store) {
+      throw new InvalidInputError(`Unknown scheme '${storeId}' found in URI`);
+    }
+    if (store.readOnly) {
+      throw new GoneError('Error in store configuration. Adding images to store is disabled.');
+    }
+    return store;
+  }
+
   async upload(context: RequestContext, id: string, request: UploadRequest): Promise<void> {
     const project = context.projectId;
     const declared = { image_size_total: mebibytes(request.declaredSize) };
     await this.#quotas.enforceLimits(project, declared);
+    const store = this.targetStore(request.storeId);
     const { image, target } = await this.#access.find(context, id);
     this.#access.enforce('upload_image', context, target);
 
     const saving = await this.#begin(project, image, 'saving', 'upload');
-    const store = this.#stores.defaultStore;
     await this.#write(project, saving, 'upload', store, async (writer) => {
       const room = await this.#quotas.storageRoom(project, request.declaredSize);
       const result = await ingestWithin(room, request.body, writer, {
@@ -98,6 +124,8 @@ export class ImageDataService implements ImageDataRemover {
     const project = context.projectId;
     const declared = { image_stage_total: mebibytes(request.declaredSize) };
     await this.#quotas.enforceLimits(project, declared);
+    // Staged data always waits in the staging store; a named store must still exist.
+    this.targetStore(request.storeId);
     const { image, target } = await this.#access.find(context, id);
     this.#access.enforce('modify_image', context, target);
 
@@ -141,11 +169,21 @@ export class ImageDataService implements ImageDataRemover {
   }
 
   /**
-   * Import step: moves staged data into the default store through the same pipeline as an
-   * upload (size cap, hashes, format checks) and returns the image activated, with its new
-   * location, as saved. The staged copy stays until the caller removes it.
+   * Import step of copy-image: brings the data of an active image from the first of its
+   * stores that answers into staging. Returns the staged byte count.
    */
-  async importStaged(importing: ImageRecord): Promise<ImageRecord> {
+  async stageExisting(image: ImageRecord): Promise<number> {
+    const locations = image.locations.filter((location) => location.status === 'active');
+    const source = await this.#openFirst(image, this.#stores.readingOrder(locations));
+    return this.stageStream(image, source);
+  }
+
+  /**
+   * Import step: copies staged data into a store through the same pipeline as an upload (size
+   * cap, hashes, format checks) and returns the image with the new location (and activated
+   * when asked), as saved. The staged copy stays until the caller removes it.
+   */
+  async importStaged(importing: ImageRecord, target: ImportWrite): Promise<ImageRecord> {
     // The task runs without the caller's context; the image's owner stands for its project.
     const project = importing.owner;
     const size = importing.size;
@@ -153,9 +191,12 @@ export class ImageDataService implements ImageDataRemover {
     const room = await this.#quotas.storageRoom(project, size);
 
     const staging = this.#stores.staging;
-    const store = this.#stores.defaultStore;
+    const store = this.targetStore(target.storeId);
     const source = await staging.read(staging.locationOf(importing.id));
-    const writer = await store.createWriter(importing.id);
+    const writer = await store.createWriter(importing.id).catch((error: unknown) => {
+      source.destroy();
+      throw unavailable(store, error);
+    });
     let url: string | null = null;
     try {
       const result = await ingestWithin(room, source, writer, {
@@ -165,31 +206,56 @@ export class ImageDataService implements ImageDataRemover {
         inspectAs: importing.container_format === 'bare' ? importing.disk_format : null,
       });
       checkVerdict(result);
+      checkSameData(importing, result);
       url = await writer.commit();
-      const active = activated(importing, result, url, store.id);
-      if (!(await this.#quotas.commitStored(project, importing, active))) {
+      const stored = withCopy(importing, result, url, store.id, target.activate);
+      if (!(await this.#quotas.commitStored(project, importing, stored))) {
         throw new GoneError(`Image ${importing.id} was deleted or changed during the import.`);
       }
-      return active;
+      return stored;
     } catch (error) {
       source.destroy();
       await writer.abort();
       if (url !== null) await store.delete(url);
-      throw error;
+      throw error instanceof StoreUnavailableError ? unavailable(store, error) : error;
     }
   }
 
-  /** Removes what interrupted writes of this image left in the staging and default stores. */
+  /**
+   * Reads a copy of an image's data end to end and returns its size and hashes (MD5 and
+   * `hashAlgo`), without storing anything: the check of a location a client added.
+   */
+  async hashCopy(location: ImageRecord['locations'][number], hashAlgo: string) {
+    const store = this.#stores.forLocation(location);
+    const source = await store.read(location.url).catch((error: unknown) => {
+      throw unavailable(store, error);
+    });
+    const result = await ingest(source, DISCARD, {
+      sizeCap: this.#settings.sizeCap,
+      declaredSize: null,
+      hashAlgo,
+      inspectAs: null,
+    }).finally(() => source.destroy());
+    return { size: result.size, checksum: result.checksum, hashValue: result.hashValue };
+  }
+
+  /** Removes what interrupted writes of this image left in staging and in every store. */
   async discardUncommitted(imageId: string): Promise<void> {
     await this.#stores.staging.discardUncommitted(imageId);
-    await this.#stores.defaultStore.discardUncommitted(imageId);
+    for (const { store } of this.#stores.list()) {
+      if (!store.readOnly) await store.discardUncommitted(imageId);
+    }
   }
 
   async removeStaged(imageId: string): Promise<void> {
     await this.#stores.staging.delete(this.#stores.staging.locationOf(imageId));
   }
 
-  async download(context: RequestContext, id: string): Promise<Download> {
+  /**
+   * Opens an image's data for download. `prefer` lists store ids to read first (upstream's
+   * `?prefer=`); the other copies follow by store weight.
+   */
+  async download(context: RequestContext, id: string, prefer: string[] = []): Promise<Download> {
     const { image, target } = await this.#access.find(context, id);
     if (image.status === 'deactivated' && !context.isAdmin) {
       throw new ForbiddenError(
@@ -197,10 +263,27 @@ export class ImageDataService implements ImageDataRemover {
       );
     }
     this.#access.enforce('download_image', context, target);
+    if (prefer.length > 0) {
+      this.#access.enforce('download_from_store', context, target);
+      this.#checkPreferred(prefer);
+    }
 
-    const locations = image.locations.filter((location) => location.status === 'active');
-    if (locations.length === 0) return { image, open: null };
+    const live = image.locations.filter((location) => location.status === 'active');
+    if (live.length === 0) return { image, open: null };
+    const locations = this.#stores.readingOrder(live, prefer);
     return { image, open: (range) => this.#openFirst(image, locations, range) };
+  }
+
+  #checkPreferred(prefer: string[]): void {
+    if (!this.#stores.multiStore) {
+      throw new InvalidInputError(
+        'Store selection for download is not available when multiple backends are not ' +
+          'enabled.',
+      );
+    }
+    const unknown = prefer.find((id) => !this.#stores.byId(id));
+    if (unknown !== undefined)
+      throw new InvalidInputError(`Store '${unknown}' is not configured.`);
   }
 
   /** Tries each copy in order, falling through to the next when one is missing or down. */
@@ -212,7 +295,7 @@ export class ImageDataService implements ImageDataRemover {
     let lastError: unknown;
     for (const location of locations) {
       try {
-        return await this.#stores.forLocation(location.metadata).read(location.url, range);
+        return await this.#stores.forLocation(location).read(location.url, range);
       } catch (error) {
         lastError = error;
       }
@@ -222,16 +305,26 @@ export class ImageDataService implements ImageDataRemover {
         cause: lastError,
       });
     }
-    throw new UnavailableError(`The store holding image ${image.id} is unavailable.`, {
-      cause: lastError,
-    });
+    const names = locations.map((location) => this.#stores.storeIdOf(location) ?? '?');
+    throw new UnavailableError(
+      `The store holding image ${image.id} (${names.join(', ')}) is unavailable.`,
+      { cause: lastError },
+    );
   }
 
   async removeData(image: ImageRecord): Promise<void> {
-    for (const location of image.locations) {
-      await this.#stores.forLocation(location.metadata).delete(location.url);
-    }
+    for (const location of image.locations) await this.removeCopy(location);
     await this.#stores.staging.delete(this.#stores.staging.locationOf(image.id));
+  }
+
+  /**
+   * Deletes one copy's data. A location no store here serves (a store since removed from the
+   * configuration) is left alone: its data is not ours to reach any more.
+   */
+  async removeCopy(location: ImageRecord['locations'][number]): Promise<void> {
+    const id = this.#stores.storeIdOf(location);
+    if (id === null) return;
+    await this.#stores.forLocation(location).delete(location.url);
   }
 
   /**
@@ -317,6 +410,13 @@ export class ImageDataService implements ImageDataRemover {
   }
 }
 
+/** A writer that keeps nothing, for reading data only to measure and hash it. */
+const DISCARD: StoreWriter = {
+  write: async () => undefined,
+  commit: async () => '',
+  abort: async () => undefined,
+};
+
 /**
  * `ingest`, with the write also stopped once it passes `room`, the bytes the storage quota
  * leaves (null: no quota). Whichever of the two caps is lower is the one that applies.
@@ -346,18 +446,42 @@ function checkVerdict(result: IngestResult): void {
   }
 }
 
+/**
+ * A further copy of an image must hold the same bytes as the first: a staged file changed
+ * between two store writes would otherwise leave copies that differ.
+ */
+function checkSameData(image: ImageRecord, result: IngestResult): void {
+  if (image.checksum === null || image.locations.length === 0) return;
+  if (image.checksum !== result.checksum || image.size !== result.size) {
+    throw new ConflictError(
+      `The data written for image ${image.id} differs from its existing copies.`,
+    );
+  }
+}
+
 function activated(
   image: ImageRecord,
   result: IngestResult,
   url: string,
   storeId: string,
 ): ImageRecord {
+  return withCopy(image, result, url, storeId, true);
+}
+
+/** The image with one more copy of its data, and its computed metadata. */
+function withCopy(
+  image: ImageRecord,
+  result: IngestResult,
+  url: string,
+  storeId: string,
+  activate: boolean,
+): ImageRecord {
   const verdict = result.verdict?.ok ? result.verdict : null;
   return {
     ...image,
-    ...transition(image, 'active'),
+    ...(activate && image.status !== 'active' ? transition(image, 'active') : {}),
     size: result.size,
-    virtual_size: verdict?.virtualSize ?? null,
+    virtual_size: verdict?.virtualSize ?? image.virtual_size,
     checksum: result.checksum,
     os_hash_algo: result.hashAlgo,
     os_hash_value: result.hashValue,
@@ -366,9 +490,10 @@ function activated(
   };
 }
 
+/** The client learns which store failed; what failed (hosts, paths) goes to the log only. */
 function unavailable(store: ImageStore, error: unknown): GlimpseError {
   if (error instanceof GlimpseError) return error;
-  return new UnavailableError(`Image store ${store.id} is unavailable: ${String(error)}`, {
+  return new UnavailableError(`Image store ${store.id} is unavailable. Try again later.`, {
     cause: error,
   });
 }

@@ -12,7 +12,12 @@ import {
   NotFoundError,
   QuotaExceededError,
 } from '../domain/errors.js';
-import { transition, type ImageRecord, type ImageStatus } from '../domain/image.js';
+import {
+  transition,
+  type ImageLocation,
+  type ImageRecord,
+  type ImageStatus,
+} from '../domain/image.js';
 import type { CreateRequest } from '../domain/image-input.js';
 import { applyPatch, type PatchChange } from '../domain/image-patch.js';
 import type { ImageListQuery } from '../domain/list-query.js';
@@ -26,12 +31,26 @@ import type { PropertyGuard } from './property-guard.js';
 /** Removes the stored and staged data of an image that is being deleted. */
 export interface ImageDataRemover {
   removeData(image: ImageRecord): Promise<void>;
+  /** Deletes one copy's data (a location removed through PATCH). */
+  removeCopy(location: ImageLocation): Promise<void>;
 }
 
-export interface ImageQuotas {
+/** Applies the `/locations` operations of a patch (see LocationService). */
+export interface LocationPatcher {
+  applyPatch(
+    context: RequestContext,
+    target: PolicyTarget,
+    image: ImageRecord,
+    changes: readonly PatchChange[],
+  ): Promise<{ image: ImageRecord; removed: ImageLocation[] }>;
+}
+
+export interface ImageSettings {
   /** Negative means unlimited, as in upstream. */
   readonly imagePropertyQuota: number;
   readonly imageTagQuota: number;
+  /** Load locations with listed images (when views show locations or stores). */
+  readonly listWithLocations: boolean;
 }
 
 export interface ImageListPage {
@@ -44,22 +63,25 @@ export class ImageService {
   readonly #repo: ImageRepository;
   readonly #policy: Policy;
   readonly #access: ImageAccess;
-  readonly #quotas: ImageQuotas;
+  readonly #settings: ImageSettings;
   readonly #data: ImageDataRemover;
   readonly #properties: PropertyGuard;
   readonly #projectQuotas: ProjectQuotas;
+  readonly #locations: LocationPatcher;
 
   constructor(
     access: ImageAccess,
-    quotas: ImageQuotas,
+    settings: ImageSettings,
     data: ImageDataRemover,
     properties: PropertyGuard,
     projectQuotas: ProjectQuotas,
+    locations: LocationPatcher,
   ) {
+    this.#locations = locations;
     this.#repo = access.repo;
     this.#policy = access.policy;
     this.#access = access;
-    this.#quotas = quotas;
+    this.#settings = settings;
     this.#data = data;
     this.#properties = properties;
     this.#projectQuotas = projectQuotas;
@@ -70,8 +92,12 @@ export class ImageService {
     this.#checkCreatePolicy(context, owner, request.core.visibility);
     this.#properties.checkCreate(context, request.properties);
 
-    checkQuota('tags', request.tags.length, this.#quotas.imageTagQuota);
-    checkQuota('properties', countProperties(request.properties), this.#quotas.imagePropertyQuota);
+    checkQuota('tags', request.tags.length, this.#settings.imageTagQuota);
+    checkQuota(
+      'properties',
+      countProperties(request.properties),
+      this.#settings.imagePropertyQuota,
+    );
 
     const now = new Date().toISOString();
     const image: ImageRecord = {
@@ -132,7 +158,9 @@ export class ImageService {
 
     const marker = query.marker === null ? null : await this.#marker(context, query.marker);
     const scope = { isAdmin: context.isAdmin, projectId: context.projectId };
-    const rows = await this.#repo.list(query, scope, marker);
+    const rows = await this.#repo.list(query, scope, marker, {
+      withLocations: this.#settings.listWithLocations,
+    });
 
     // Like upstream, `next` depends on the rows the database returned, not on what survives
     // the per-image policy check.
@@ -170,24 +198,36 @@ export class ImageService {
     if (changes.length === 0) return seen;
     this.#policy.enforce('modify_image', context, target);
 
-    const patched = applyPatch(seen, changes, {
+    // Location changes need the stores (sizes, existence), so they are applied first.
+    const locationChanges = changes.filter((change) => change.path[0] === 'locations');
+    const located =
+      locationChanges.length === 0
+        ? { image: seen, removed: [] }
+        : await this.#locations.applyPatch(context, target, seen, locationChanges);
+    const otherChanges = changes.filter((change) => change.path[0] !== 'locations');
+    const patched = applyPatch(located.image, otherChanges, {
       isAdmin: context.isAdmin,
       checkVisibility: (visibility) => this.#checkVisibilityPolicy(context, target, visibility),
     });
     const next = this.#properties.mergePatch(context, image, seen, patched);
     this.#checkGrowth(image, next);
     await this.#save(image, { ...next, updated_at: new Date().toISOString() });
+    for (const location of located.removed) await this.#data.removeCopy(location);
     return this.#properties.readable(context, next);
   }
 
   /** Quotas apply only when a change adds items, so an image over quota can still shrink. */
   #checkGrowth(before: ImageRecord, after: ImageRecord): void {
     if (after.tags.length > before.tags.length) {
-      checkQuota('tags', after.tags.length, this.#quotas.imageTagQuota);
+      checkQuota('tags', after.tags.length, this.#settings.imageTagQuota);
     }
     const added = Object.keys(after.properties).some((key) => !(key in before.properties));
     if (added) {
-      checkQuota('properties', countProperties(after.properties), this.#quotas.imagePropertyQuota);
+      checkQuota(
+        'properties',
+        countProperties(after.properties),
+        this.#settings.imagePropertyQuota,
+      );
     }
   }
 
@@ -211,7 +251,7 @@ export class ImageService {
     if (image.tags.includes(tag)) return;
 
     const next = { ...image, tags: [...image.tags, tag], updated_at: new Date().toISOString() };
-    checkQuota('tags', next.tags.length, this.#quotas.imageTagQuota);
+    checkQuota('tags', next.tags.length, this.#settings.imageTagQuota);
     await this.#save(image, next);
   }
 

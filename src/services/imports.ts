@@ -1,7 +1,7 @@
 /**
  * POST /v2/images/{id}/import: upstream's checks in upstream's order, then a task in the
- * shared queue and the image's import lock (the `os_glance_import_task` property, set only if
- * absent, so two imports of one image cannot both start). The work itself is ImportFlow's.
+ * shared queue under the image's import lock (see ImportLock), so two imports of one image
+ * cannot both start. The work itself is ImportFlow's.
  */
 import { randomUUID } from 'node:crypto';
 
@@ -10,38 +10,34 @@ import { ConflictError, InvalidInputError } from '../domain/errors.js';
 import type { ImageRecord } from '../domain/image.js';
 import { isPlainObject } from '../domain/image-input.js';
 import type { TaskRecord } from '../domain/task.js';
-import type { TaskRepository } from '../db/repository.js';
 import type { ProjectQuotas } from '../quota/project-quotas.js';
+import type { StoreRegistry } from '../stores/registry.js';
 import type { ImageAccess } from './image-access.js';
-
-export const IMPORT_LOCK = 'os_glance_import_task';
+import type { ImportLock } from './import-lock.js';
 
 /** Key of the task input that records the caller's roles for the runner. */
 export const CALLER_ROLES = 'caller_roles';
 
-/** A lock older than this is taken to belong to a task that will never finish. */
-const LOCK_EXPIRY_MS = 60 * 60_000;
-const PENDING_LOCK_EXPIRY_MS = 120 * 60_000;
-
 export interface ImportRequest {
   readonly method: { readonly name: string; readonly uri?: string } & Record<string, unknown>;
   readonly body: Record<string, unknown>;
+  /** The X-Image-Meta-Store header, naming one target store. */
+  readonly storeHeader: string | null;
 }
 
 export interface ImportSettings {
   readonly enabledMethods: readonly string[];
   /** Throws InvalidInputError when a web-download URI may not be fetched. */
   readonly validateUri: (uri: string) => Promise<void>;
-  /** Called once a task is queued, so a runner can pick it up without waiting. */
-  readonly onQueued: () => void;
 }
 
 export class ImportService {
   constructor(
     private readonly access: ImageAccess,
-    private readonly tasks: TaskRepository,
+    private readonly lock: ImportLock,
     private readonly settings: ImportSettings,
     private readonly quotas: ProjectQuotas,
+    private readonly stores: StoreRegistry,
   ) {}
 
   get methods(): readonly string[] {
@@ -49,7 +45,7 @@ export class ImportService {
   }
 
   /** Checks the body's shape, as upstream's deserializer does before anything else. */
-  parseBody(body: unknown): ImportRequest {
+  parseBody(body: unknown, storeHeader: string | null): ImportRequest {
     if (!isPlainObject(body) || !isPlainObject(body.method)) {
       throw new InvalidInputError("Import request requires a 'method' field.");
     }
@@ -64,77 +60,105 @@ export class ImportService {
         throw new InvalidInputError(`'${flag}' must be boolean value only`);
       }
     }
-    return { method: method as ImportRequest['method'], body };
+    return { method: method as ImportRequest['method'], body, storeHeader };
   }
 
-  async start(context: RequestContext, imageId: string, request: ImportRequest): Promise<string> {
+  /** Queues the import; returns the task id, or null when there is nothing to do. */
+  async start(
+    context: RequestContext,
+    imageId: string,
+    request: ImportRequest,
+  ): Promise<string | null> {
     // Before the lookup, as upstream: a project already over image_size_total cannot import.
     await this.quotas.enforceLimits(context.projectId, { image_size_total: 0 });
     const { image, target } = await this.access.find(context, imageId);
-    checkStatus(image, request.method.name);
-    this.access.enforce('modify_image', context, target);
+    const method = request.method.name;
+    checkStatus(image, method);
+    this.access.enforce(method === 'copy-image' ? 'copy_image' : 'modify_image', context, target);
 
-    if (request.body.all_stores_must_succeed === false) {
+    const stores = this.#targetStores(image, request);
+    if (stores.length === 0) return null;
+    if (request.body.all_stores_must_succeed === false && !this.stores.multiStore) {
       throw new InvalidInputError('All_stores_must_succeed can only be set with enabled_backends');
     }
     const uri = request.method.uri;
-    if (request.method.name === 'web-download') {
+    if (method === 'web-download') {
       if (typeof uri !== 'string') {
         throw new InvalidInputError(`URI for web-download does not pass filtering: ${uri}`);
       }
       await this.settings.validateUri(uri);
     }
 
-    const task = newImportTask(context, image, request);
-    await this.#lock(image, task.id);
-    try {
-      await this.tasks.create(task);
-    } catch (error) {
-      await this.access.repo.removePropertyIfEquals(image.id, IMPORT_LOCK, task.id);
-      throw error;
-    }
-    this.settings.onQueued();
+    const task = newImportTask(context, image, request, stores);
+    await this.lock.queue(image.id, task);
     return task.id;
   }
 
-  async #lock(image: ImageRecord, taskId: string): Promise<void> {
-    const repo = this.access.repo;
-    if (await repo.setPropertyIfAbsent(image.id, IMPORT_LOCK, taskId)) return;
+  /**
+   * The stores an import writes to, as upstream picks them: all_stores, else `stores`, else
+   * the header, else the default store. Outside multi-store: [null], the one store.
+   */
+  #targetStores(image: ImageRecord, request: ImportRequest): (string | null)[] {
+    if (!this.stores.multiStore) return [null];
+    const { body, storeHeader } = request;
+    const allStores = body.all_stores === true;
+    let stores = requestedStores(body, storeHeader, this.stores.defaultStore.id);
+    if (allStores) stores = this.#writableStoreIds();
+    for (const id of stores) {
+      if (!this.stores.byId(id)) throw new ConflictError(`Unknown scheme '${id}' found in URI`);
+    }
+    if (request.method.name !== 'copy-image') return stores;
 
-    const holder = (await repo.get(image.id))?.properties[IMPORT_LOCK];
-    if (holder !== undefined && !(await this.#isStale(holder))) {
-      throw new ConflictError('Image has active task');
+    const present = new Set(image.locations.map((location) => location.metadata.store));
+    if (allStores) return stores.filter((id) => !present.has(id));
+    const already = stores.find((id) => present.has(id));
+    if (already !== undefined) {
+      throw new InvalidInputError(`Image is already present at store '${already}'`);
     }
-    if (holder !== undefined) await this.#breakLock(image.id, holder);
-    if (!(await repo.setPropertyIfAbsent(image.id, IMPORT_LOCK, taskId))) {
-      throw new ConflictError(
-        `New operation on image '${image.id}' is not permitted as prior operation is still ` +
-          'in progress',
-      );
-    }
+    return stores;
   }
 
-  async #isStale(taskId: string): Promise<boolean> {
-    const task = await this.tasks.get(taskId);
-    if (!task || task.status === 'success' || task.status === 'failure') return true;
-    const limit = task.status === 'pending' ? PENDING_LOCK_EXPIRY_MS : LOCK_EXPIRY_MS;
-    return Date.now() - Date.parse(task.updated_at) > limit;
-  }
-
-  async #breakLock(imageId: string, taskId: string): Promise<void> {
-    for (const status of ['pending', 'processing'] as const) {
-      await this.tasks.update(taskId, status, {
-        status: 'failure',
-        message: 'Expired lock preempted',
-      });
-    }
-    await this.access.repo.removePropertyIfEquals(imageId, IMPORT_LOCK, taskId);
+  #writableStoreIds(): string[] {
+    return this.stores
+      .list()
+      .filter((entry) => !entry.store.readOnly)
+      .map((entry) => entry.spec.id);
   }
 }
 
+/** `stores` from the body, else the header, else the default; never both. */
+function requestedStores(
+  body: Record<string, unknown>,
+  header: string | null,
+  defaultId: string,
+): string[] {
+  if (body.all_stores === true) {
+    if ('stores' in body || header !== null) {
+      throw new InvalidInputError(
+        "All_stores parameter can't be used with x-image-meta-store header or stores parameter",
+      );
+    }
+    return [];
+  }
+  if (!('stores' in body)) return [header ?? defaultId];
+  if (header !== null) {
+    throw new InvalidInputError(
+      "Stores parameter and x-image-meta-store header can't be both specified",
+    );
+  }
+  const stores = body.stores;
+  if (!Array.isArray(stores) || !stores.every((id) => typeof id === 'string')) {
+    throw new InvalidInputError("'stores' must be a list of store identifiers");
+  }
+  return stores;
+}
+
 function checkStatus(image: ImageRecord, method: string): void {
-  if (image.status === 'active') {
+  if (image.status === 'active' && method !== 'copy-image') {
     throw new ConflictError('Image with status active cannot be target for import');
+  }
+  if (image.status !== 'active' && method === 'copy-image') {
+    throw new ConflictError('Only images with status active can be targeted for copying');
   }
   if (image.status !== 'queued' && method === 'web-download') {
     throw new ConflictError(`Image needs to be in 'queued' state to use '${method}' method`);
@@ -151,6 +175,7 @@ function newImportTask(
   context: RequestContext,
   image: ImageRecord,
   request: ImportRequest,
+  stores: (string | null)[],
 ): TaskRecord {
   const now = new Date().toISOString();
   return {
@@ -164,7 +189,7 @@ function newImportTask(
     input: {
       image_id: image.id,
       import_req: request.body,
-      backend: [null],
+      backend: stores,
       // The caller's roles decide what import plugins may do (metadata injection); kept for
       // the task runner only, never shown in task views.
       [CALLER_ROLES]: [...context.roles],

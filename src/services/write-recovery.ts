@@ -86,8 +86,11 @@ export class WriteRecovery {
 
   async #undo(write: DataWrite): Promise<void> {
     // Store leftovers go first: once the image is queued again a new write may start.
-    const store = write.kind === 'stage' ? this.stores.staging : this.stores.defaultStore;
+    const store = this.stores.staging;
     await store.discardUncommitted(write.imageId);
+    for (const { store: target } of this.stores.list()) {
+      if (!target.readOnly) await target.discardUncommitted(write.imageId);
+    }
     const image = await this.images.get(write.imageId);
     const expected = write.kind === 'stage' ? 'uploading' : 'saving';
     if (image && image.status === expected) {

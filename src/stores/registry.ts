@@ -1,25 +1,94 @@
+import type { BackendSpec, StoreLayout } from './backends.js';
 import { StoreNotFoundError, type ImageStore } from './store.js';
+
+/** Where a copy of an image's data is: a URL and the metadata recorded with it. */
+export interface LocationRef {
+  readonly url: string;
+  readonly metadata: Readonly<Record<string, unknown>>;
+}
+
+/** A configured store with what the configuration says about it. */
+export interface RegisteredStore {
+  readonly store: ImageStore;
+  readonly spec: BackendSpec;
+}
 
 /**
  * The configured stores: where new data goes by default, where staged data waits for import,
- * and which store serves a given location.
+ * which store serves a given location, and in which order copies are read.
  */
 export class StoreRegistry {
-  constructor(
-    readonly defaultStore: ImageStore,
-    readonly staging: ImageStore,
-    private readonly stores: readonly ImageStore[] = [defaultStore],
-  ) {}
+  readonly multiStore: boolean;
+  readonly staging: ImageStore;
+  readonly #entries: readonly RegisteredStore[];
+  readonly #defaultStore: ImageStore;
 
-  byId(id: string): ImageStore | undefined {
-    return this.stores.find((store) => store.id === id);
+  constructor(layout: StoreLayout, entries: readonly RegisteredStore[], staging: ImageStore) {
+    this.multiStore = layout.multiStore;
+    this.staging = staging;
+    this.#entries = entries;
+    const chosen = entries.find((entry) => entry.spec.id === layout.defaultId);
+    if (!chosen) throw new Error(`default store ${layout.defaultId} was not built`);
+    this.#defaultStore = chosen.store;
   }
 
-  /** The store named in a location's metadata, else the default store. */
-  forLocation(metadata: Record<string, unknown>): ImageStore {
-    const id = typeof metadata.store === 'string' ? metadata.store : this.defaultStore.id;
-    const store = this.byId(id);
-    if (!store) throw new StoreNotFoundError(`store ${id} is not configured`);
-    return store;
+  get defaultStore(): ImageStore {
+    return this.#defaultStore;
+  }
+
+  /** Every configured store, in configuration order (the staging store is not one). */
+  list(): readonly RegisteredStore[] {
+    return this.#entries;
+  }
+
+  byId(id: string): ImageStore | undefined {
+    return this.#entries.find((entry) => entry.spec.id === id)?.store;
+  }
+
+  /**
+   * The store a location belongs to: the one its metadata names, else the first that owns its
+   * URL. Throws StoreNotFoundError when no configured store can serve it.
+   */
+  forLocation(location: LocationRef): ImageStore {
+    const named = location.metadata.store;
+    if (typeof named === 'string') {
+      const store = this.byId(named);
+      if (!store) throw new StoreNotFoundError(`store ${named} is not configured`);
+      return store;
+    }
+    const owner = this.#entries.find((entry) => entry.store.owns(location.url));
+    if (!owner) throw new StoreNotFoundError(`no configured store serves ${location.url}`);
+    return owner.store;
+  }
+
+  /** The id of the store serving a location, or null when none does. */
+  storeIdOf(location: LocationRef): string | null {
+    try {
+      return this.forLocation(location).id;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Locations in reading order: stores named in `preferred` first (in that order), then by
+   * store weight, highest first; equal weights keep their recorded order.
+   */
+  readingOrder<L extends LocationRef>(locations: readonly L[], preferred: string[] = []): L[] {
+    const rank = (location: L): [number, number] => {
+      const id = this.storeIdOf(location);
+      const preference = id === null ? -1 : preferred.indexOf(id);
+      const weight = this.#entries.find((entry) => entry.spec.id === id)?.spec.weight ?? 0;
+      return [preference === -1 ? preferred.length : preference, -weight];
+    };
+    return locations
+      .map((location, index) => ({ location, index, rank: rank(location) }))
+      .sort((a, b) => a.rank[0] - b.rank[0] || a.rank[1] - b.rank[1] || a.index - b.index)
+      .map((entry) => entry.location);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.#entries.map((entry) => entry.store), this.staging];
+    await Promise.allSettled(all.map((store) => store.close()));
   }
 }

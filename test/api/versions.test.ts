@@ -17,7 +17,11 @@ describe('version negotiation, request ids and error bodies', () => {
     const response = await t.request({ method: 'GET', url: '/' });
     assert.equal(response.statusCode, 300);
     const { versions } = json<{ versions: Array<{ id: string; status: string }> }>(response);
-    assert.equal(versions.find((v) => v.status === 'CURRENT')?.id, 'v2.7');
+    assert.equal(versions.find((v) => v.status === 'CURRENT')?.id, 'v2.17');
+    assert.deepEqual(
+      versions.map((v) => v.id),
+      ['v2.15', 'v2.9', 'v2.17', 'v2.7', 'v2.6', 'v2.5', 'v2.4', 'v2.3', 'v2.2', 'v2.1', 'v2.0'],
+    );
     assert.ok(versions.some((v) => v.id === 'v2.0' && v.status === 'SUPPORTED'));
   });
 
@@ -31,7 +35,7 @@ describe('version negotiation, request ids and error bodies', () => {
   });
 
   it('maps every accepted version prefix to the v2 routes', async () => {
-    for (const prefix of ['v2', 'v2.0', 'v2.3', 'v2.5', 'v2.7']) {
+    for (const prefix of ['v2', 'v2.0', 'v2.3', 'v2.5', 'v2.7', 'v2.9', 'v2.17']) {
       const response = await t.request({ method: 'GET', url: `/${prefix}/images` });
       assert.equal(response.statusCode, 200, prefix);
     }

@@ -24,6 +24,8 @@ export interface TcpProxy {
    * per connection, from when it opened); null turns this off. Applies to open connections too.
    */
   cutAfterBytes(bytes: number | null): void;
+  /** Bytes the server has sent through the proxy so far, over all connections. */
+  bytesFromServer(): number;
   close(): Promise<void>;
 }
 
@@ -38,6 +40,7 @@ interface Pair {
 
 export async function startTcpProxy(target: TcpProxyTarget): Promise<TcpProxy> {
   const pairs = new Set<Pair>();
+  const totals = { fromServer: 0 };
   let refusing = false;
   let cutAfter: number | null = null;
 
@@ -62,7 +65,10 @@ export async function startTcpProxy(target: TcpProxyTarget): Promise<TcpProxy> {
       if (!client.writableEnded) client.end();
     });
     client.pipe(server);
-    server.on('data', (data: Buffer) => forward(pair, data, cutAfter));
+    server.on('data', (data: Buffer) => {
+      totals.fromServer += data.length;
+      forward(pair, data, cutAfter);
+    });
     // Backpressure from a slow client reaches the server.
     client.on('drain', () => server.resume());
   });
@@ -90,6 +96,7 @@ export async function startTcpProxy(target: TcpProxyTarget): Promise<TcpProxy> {
     cutAfterBytes(bytes) {
       cutAfter = bytes;
     },
+    bytesFromServer: () => totals.fromServer,
     async close() {
       cutAll();
       await new Promise<void>((resolve) => proxy.close(() => resolve()));

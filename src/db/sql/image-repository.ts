@@ -60,10 +60,11 @@ export class SqlImageRepository implements ImageRepository {
     query: ImageListQuery,
     scope: ListScope,
     marker: ImageRecord | null,
+    options: { readonly withLocations?: boolean } = {},
   ): Promise<ImageRecord[]> {
     if (query.limit === 0) return [];
 
-    let select = this.#selectWithDetails(false).where((eb) =>
+    let select = this.#selectWithDetails(options.withLocations ?? false).where((eb) =>
       whereListed(eb, query, scope, marker),
     );
     for (const { key, dir } of query.sort) select = select.orderBy(sortExpression(key), dir);

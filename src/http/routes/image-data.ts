@@ -11,9 +11,10 @@ import { InvalidInputError, UnsupportedMediaTypeError } from '../../domain/error
 import { verifyingStream } from '../../pipeline/verify.js';
 import type { ImageDataService } from '../../services/image-data.js';
 import { requestedRange } from '../range.js';
+import { storeHeaderOf } from '../store-header.js';
 import { refuseBody, resource } from '../resource.js';
 
-type IdParams = { Params: { id: string } };
+type IdParams = { Params: { id: string }; Querystring: Record<string, unknown> };
 
 export interface ImageDataRouteOptions {
   readonly data: ImageDataService;
@@ -31,6 +32,7 @@ export function imageDataRoutes({ data, verifyDownloads }: ImageDataRouteOptions
         await data[operation](request.glimpse, request.params.id, {
           body: request.raw,
           declaredSize,
+          storeId: storeHeaderOf(request),
         });
       } catch (error) {
         // The client may still be sending: read a little more so that the error reaches it
@@ -46,7 +48,8 @@ export function imageDataRoutes({ data, verifyDownloads }: ImageDataRouteOptions
 
   const download = async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
     refuseBody(request);
-    const { image, open } = await data.download(request.glimpse, request.params.id);
+    const prefer = preferredStores(request.query.prefer);
+    const { image, open } = await data.download(request.glimpse, request.params.id, prefer);
     if (!open) return reply.code(204).send();
 
     const size = image.size ?? 0;
@@ -83,8 +86,8 @@ export function imageDataRoutes({ data, verifyDownloads }: ImageDataRouteOptions
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
-    resource(app, '/v2/images/:id/file', { PUT: receive('upload'), GET: download } as never);
-    resource(app, '/v2/images/:id/stage', { PUT: receive('stage') } as never);
+    resource(app, '/v2/images/:id/file', { PUT: receive('upload'), GET: download });
+    resource(app, '/v2/images/:id/stage', { PUT: receive('stage') });
   };
 }
 
@@ -121,6 +124,16 @@ function checkOctetStream(contentType: string | undefined): void {
       `The request media type ${contentType ?? 'None'} is not supported by this server.`,
     );
   }
+}
+
+/** `?prefer=a,b`: store ids to read first, blanks dropped (a repeated parameter: the last). */
+function preferredStores(param: unknown): string[] {
+  const text = Array.isArray(param) ? param[param.length - 1] : param;
+  if (typeof text !== 'string') return [];
+  return text
+    .split(',')
+    .map((id) => id.trim())
+    .filter((id) => id !== '');
 }
 
 /** x-openstack-image-size wins over Content-Length; both absent means unknown. */

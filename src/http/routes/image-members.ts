@@ -56,12 +56,12 @@ export function imageMemberRoutes(members: MemberService) {
   };
 
   return async (app: FastifyInstance): Promise<void> => {
-    resource(app, '/v2/images/:id/members', { POST: add, GET: list } as never);
+    resource(app, '/v2/images/:id/members', { POST: add, GET: list });
     resource(app, '/v2/images/:id/members/:member', {
       GET: show,
       PUT: update,
       DELETE: remove,
-    } as never);
+    });
   };
 }
 

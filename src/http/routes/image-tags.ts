@@ -25,7 +25,7 @@ export function imageTagRoutes({ images }: HttpDependencies) {
   };
 
   return async (app: FastifyInstance): Promise<void> => {
-    resource(app, '/v2/images/:id/tags/:tag', { PUT: add, DELETE: remove } as never);
+    resource(app, '/v2/images/:id/tags/:tag', { PUT: add, DELETE: remove });
   };
 }
 

@@ -4,8 +4,10 @@ import { UnsupportedMediaTypeError } from '../../domain/errors.js';
 import { ImageSchemaValidator, parseCreateBody } from '../../domain/image-input.js';
 import { PATCH_MEDIA_TYPES, parsePatchBody } from '../../domain/image-patch.js';
 import { buildListLink, parseImageListQuery } from '../../domain/list-query.js';
+import type { ImageRecord } from '../../domain/image.js';
+import type { StoreRegistry } from '../../stores/registry.js';
 import type { HttpDependencies } from '../server.js';
-import { imageView } from '../image-view.js';
+import { imageViewWithLocations, type LocationDisclosure } from '../image-view.js';
 import { parseJsonBody } from '../json-body.js';
 import { refuseBody, resource } from '../resource.js';
 
@@ -14,7 +16,15 @@ type IdParams = { Params: { id: string } };
 const ACCEPT_PATCH = Object.keys(PATCH_MEDIA_TYPES).sort().join(', ');
 
 /** POST/GET /v2/images, GET/PATCH/DELETE /v2/images/{id} and the (de)activate actions. */
-export function imageRoutes({ config, images, imports }: HttpDependencies) {
+export function imageRoutes({ config, images, imports, stores }: HttpDependencies) {
+  const disclosure: LocationDisclosure = {
+    showLocations: config.show_multiple_locations,
+    showDirectUrl: config.show_image_direct_url,
+    stores,
+  };
+  const view = (request: FastifyRequest, image: ImageRecord) =>
+    imageViewWithLocations(image, request.glimpse.isAdmin, disclosure);
+
   const validator = new ImageSchemaValidator({
     diskFormats: config.disk_formats,
     containerFormats: config.container_formats,
@@ -34,10 +44,11 @@ export function imageRoutes({ config, images, imports }: HttpDependencies) {
     if (imports.methods.length > 0) {
       reply.header('openstack-image-import-methods', imports.methods.join(','));
     }
+    if (stores.multiStore) reply.header('openstack-image-store-ids', storeIds(stores));
     return reply
       .code(201)
       .header('location', `${base.replace(/\/+$/, '')}/v2/images/${image.id}`)
-      .send(imageView(image));
+      .send(view(request, image));
   };
 
   const list = async (request: FastifyRequest) => {
@@ -47,7 +58,7 @@ export function imageRoutes({ config, images, imports }: HttpDependencies) {
     const page = await images.list(request.glimpse, query);
 
     const body: Record<string, unknown> = {
-      images: page.images.map(imageView),
+      images: page.images.map((image) => view(request, image)),
       first: buildListLink('/v2/images', pairs, null),
       schema: '/v2/schemas/images',
     };
@@ -59,7 +70,7 @@ export function imageRoutes({ config, images, imports }: HttpDependencies) {
 
   const show = async (request: FastifyRequest<IdParams>) => {
     refuseBody(request);
-    return imageView(await images.show(request.glimpse, request.params.id));
+    return view(request, await images.show(request.glimpse, request.params.id));
   };
 
   const update = async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
@@ -70,7 +81,7 @@ export function imageRoutes({ config, images, imports }: HttpDependencies) {
     }
 
     const changes = parsePatchBody(parseJsonBody(request.body), draft, validator);
-    return imageView(await images.update(request.glimpse, request.params.id, changes));
+    return view(request, await images.update(request.glimpse, request.params.id, changes));
   };
 
   const remove = async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
@@ -89,9 +100,9 @@ export function imageRoutes({ config, images, imports }: HttpDependencies) {
 
   return async (app: FastifyInstance): Promise<void> => {
     resource(app, '/v2/images', { POST: create, GET: list });
-    resource(app, '/v2/images/:id', { GET: show, PATCH: update, DELETE: remove } as never);
-    resource(app, '/v2/images/:id/actions/deactivate', { POST: action('deactivate') } as never);
-    resource(app, '/v2/images/:id/actions/reactivate', { POST: action('reactivate') } as never);
+    resource(app, '/v2/images/:id', { GET: show, PATCH: update, DELETE: remove });
+    resource(app, '/v2/images/:id/actions/deactivate', { POST: action('deactivate') });
+    resource(app, '/v2/images/:id/actions/reactivate', { POST: action('reactivate') });
   };
 }
 
@@ -111,4 +122,12 @@ export function queryPairs(url: string): Array<[string, string]> {
   const start = url.indexOf('?');
   if (start === -1) return [];
   return [...new URLSearchParams(url.slice(start + 1)).entries()];
+}
+
+/** Every configured store, as upstream lists them in the create response's header. */
+function storeIds(stores: StoreRegistry): string {
+  return stores
+    .list()
+    .map((entry) => entry.spec.id)
+    .join(',');
 }

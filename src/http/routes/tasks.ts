@@ -104,8 +104,8 @@ export function taskRoutes(
   };
 
   return async (app: FastifyInstance): Promise<void> => {
-    resource(app, '/v2/images/:id/tasks', { GET: forImage } as never);
+    resource(app, '/v2/images/:id/tasks', { GET: forImage });
     resource(app, '/v2/tasks', { GET: list });
-    resource(app, '/v2/tasks/:id', { GET: show } as never);
+    resource(app, '/v2/tasks/:id', { GET: show });
   };
 }

@@ -1,0 +1,72 @@
+/**
+ * The import lock: the `os_glance_import_task` property of an image names the one task
+ * (import or location import) allowed to change its data. It is set only if absent, so two
+ * operations cannot both start; a lock whose task is gone, over, or silent for too long is
+ * stale and broken, as upstream does.
+ */
+import { ConflictError } from '../domain/errors.js';
+import type { TaskRecord } from '../domain/task.js';
+import type { ImageRepository, TaskRepository } from '../db/repository.js';
+
+export const IMPORT_LOCK = 'os_glance_import_task';
+
+/** A lock older than this is taken to belong to a task that will never finish. */
+const LOCK_EXPIRY_MS = 60 * 60_000;
+const PENDING_LOCK_EXPIRY_MS = 120 * 60_000;
+
+export class ImportLock {
+  constructor(
+    private readonly images: ImageRepository,
+    private readonly tasks: TaskRepository,
+    /** Called once a task is queued, so a runner can pick it up without waiting. */
+    private readonly onQueued: () => void,
+  ) {}
+
+  /**
+   * Takes the image's lock for `task` and queues the task; 409 when another operation holds
+   * the lock. The lock is released again if the task cannot be stored.
+   */
+  async queue(imageId: string, task: TaskRecord): Promise<void> {
+    await this.#take(imageId, task.id);
+    try {
+      await this.tasks.create(task);
+    } catch (error) {
+      await this.images.removePropertyIfEquals(imageId, IMPORT_LOCK, task.id);
+      throw error;
+    }
+    this.onQueued();
+  }
+
+  async #take(imageId: string, taskId: string): Promise<void> {
+    if (await this.images.setPropertyIfAbsent(imageId, IMPORT_LOCK, taskId)) return;
+
+    const holder = (await this.images.get(imageId))?.properties[IMPORT_LOCK];
+    if (holder !== undefined && !(await this.#isStale(holder))) {
+      throw new ConflictError('Image has active task');
+    }
+    if (holder !== undefined) await this.#break(imageId, holder);
+    if (!(await this.images.setPropertyIfAbsent(imageId, IMPORT_LOCK, taskId))) {
+      throw new ConflictError(
+        `New operation on image '${imageId}' is not permitted as prior operation is still ` +
+          'in progress',
+      );
+    }
+  }
+
+  async #isStale(taskId: string): Promise<boolean> {
+    const task = await this.tasks.get(taskId);
+    if (!task || task.status === 'success' || task.status === 'failure') return true;
+    const limit = task.status === 'pending' ? PENDING_LOCK_EXPIRY_MS : LOCK_EXPIRY_MS;
+    return Date.now() - Date.parse(task.updated_at) > limit;
+  }
+
+  async #break(imageId: string, taskId: string): Promise<void> {
+    for (const status of ['pending', 'processing'] as const) {
+      await this.tasks.update(taskId, status, {
+        status: 'failure',
+        message: 'Expired lock preempted',
+      });
+    }
+    await this.images.removePropertyIfEquals(imageId, IMPORT_LOCK, taskId);
+  }
+}

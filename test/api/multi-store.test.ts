@@ -1,0 +1,600 @@
+/**
+ * Several named stores through the API, with stores that need no outside server: two file
+ * stores of different weights and a read-only http store served by a local web server.
+ * Covers store discovery, the store headers, upload to a named store, copy-image, imports to
+ * several stores (all_stores, all_stores_must_succeed), download order and `?prefer=`,
+ * falling through to another copy, delete-from-store with its last-copy rule, and the
+ * versions a multi-store deployment lists. The same API against Swift and S3 is in
+ * multi-store-peers.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { asProject, json, startTestApp, type TestApp } from '../support/app.js';
+import { testDatabases } from '../support/databases.js';
+import { startWebServer, type WebServer } from '../support/web-server.js';
+
+type Headers = Record<string, string>;
+type Image = Record<string, unknown> & { id: string; status: string; stores?: string };
+
+const ALICE = asProject('alice');
+const ADMIN = asProject('admin-project', 'admin');
+const RAW_BARE = { disk_format: 'raw', container_format: 'bare' };
+const IMPORTING_TO = 'os_glance_importing_to_stores';
+const FAILED_IMPORT = 'os_glance_failed_import';
+const TASK_TIMEOUT_MS = 20_000;
+
+const md5 = (data: Buffer) => createHash('md5').update(data).digest('hex');
+
+class Client {
+  constructor(readonly t: TestApp) {}
+
+  async create(headers: Headers = ALICE, body: object = RAW_BARE) {
+    const response = await this.t.request({
+      method: 'POST',
+      url: '/v2/images',
+      headers,
+      payload: body,
+    });
+    assert.equal(response.statusCode, 201, response.body);
+    return { image: json<Image>(response), headers: response.headers };
+  }
+
+  async show(id: string, headers: Headers = ALICE): Promise<Image> {
+    const response = await this.t.request({ method: 'GET', url: `/v2/images/${id}`, headers });
+    assert.equal(response.statusCode, 200, response.body);
+    return json<Image>(response);
+  }
+
+  upload(id: string, data: Buffer, headers: Headers = ALICE) {
+    return this.t.request({
+      method: 'PUT',
+      url: `/v2/images/${id}/file`,
+      headers: { ...headers, 'content-type': 'application/octet-stream' },
+      payload: data,
+    });
+  }
+
+  async uploaded(data: Buffer, store?: string): Promise<Image> {
+    const { image } = await this.create();
+    const extra: Headers = store ? { 'x-image-meta-store': store } : {};
+    const response = await this.upload(image.id, data, { ...ALICE, ...extra });
+    assert.equal(response.statusCode, 204, response.body);
+    return this.show(image.id);
+  }
+
+  importImage(id: string, body: object, headers: Headers = ALICE) {
+    return this.t.request({
+      method: 'POST',
+      url: `/v2/images/${id}/import`,
+      headers,
+      payload: body,
+    });
+  }
+
+  /** Waits until the image's newest task ends, and returns the image then. */
+  async settled(id: string): Promise<{ image: Image; task: Record<string, unknown> }> {
+    const deadline = Date.now() + TASK_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      const response = await this.t.request({
+        method: 'GET',
+        url: `/v2/images/${id}/tasks`,
+        headers: ADMIN,
+      });
+      const tasks = json<{ tasks: Array<Record<string, unknown>> }>(response).tasks;
+      const task = tasks[0];
+      if (task && (task.status === 'success' || task.status === 'failure')) {
+        return { image: await this.show(id, ADMIN), task };
+      }
+      await sleep(50);
+    }
+    throw new Error(`the task of image ${id} did not end`);
+  }
+
+  download(id: string, query = '', headers: Headers = ALICE) {
+    return this.t.request({ method: 'GET', url: `/v2/images/${id}/file${query}`, headers });
+  }
+}
+
+for (const database of await testDatabases()) {
+  describe(`several stores on ${database.name}`, { skip: database.skip ?? false }, () => {
+    let t: TestApp;
+    let client: Client;
+    let web: WebServer;
+
+    before(async () => {
+      web = await startWebServer();
+      t = await startTestApp(database, {
+        enabled_backends: ['fast:file', 'cheap:file', 'broken:file', 'web:http'],
+        default_backend: 'cheap',
+        store_options: {
+          fast: { weight: 100, description: 'Fast disks' },
+          cheap: { description: 'Bulk storage' },
+          broken: { description: 'A store whose writes fail' },
+        },
+        show_multiple_locations: true,
+        show_image_direct_url: true,
+        enabled_import_methods: ['glance-direct', 'copy-image'],
+      });
+      client = new Client(t);
+      // Writes to the broken store fail: its directory for writes in progress is gone.
+      await rm(join(t.dataDir, 'stores', 'broken', '.partial'), { recursive: true });
+    });
+    after(async () => {
+      await t.close();
+      await web.close();
+    });
+
+    const storeFiles = (store: string) =>
+      readdir(join(t.dataDir, 'stores', store)).then((names) =>
+        names.filter((name) => !name.startsWith('.')),
+      );
+
+    describe('discovery', () => {
+      it('lists the stores with the default and the read-only one marked', async () => {
+        const response = await t.request({
+          method: 'GET',
+          url: '/v2/info/stores',
+          headers: ALICE,
+        });
+        assert.equal(response.statusCode, 200);
+        assert.deepEqual(json(response), {
+          stores: [
+            { id: 'fast', description: 'Fast disks' },
+            { id: 'cheap', description: 'Bulk storage', default: 'true' },
+            { id: 'broken', description: 'A store whose writes fail' },
+            { id: 'web', 'read-only': 'true' },
+          ],
+        });
+      });
+
+      it('shows the detail to admins only', async () => {
+        const denied = await t.request({
+          method: 'GET',
+          url: '/v2/info/stores/detail',
+          headers: ALICE,
+        });
+        assert.equal(denied.statusCode, 403);
+
+        const response = await t.request({
+          method: 'GET',
+          url: '/v2/info/stores/detail',
+          headers: ADMIN,
+        });
+        assert.equal(response.statusCode, 200);
+        const stores = json<{ stores: Array<Record<string, unknown>> }>(response).stores;
+        const fast = stores.find((store) => store.id === 'fast');
+        assert.equal(fast?.type, 'file');
+        assert.equal(fast?.weight, 100);
+        const properties = fast?.properties as Record<string, unknown>;
+        assert.equal(properties.data_dir, join(t.dataDir, 'stores', 'fast'));
+        assert.deepEqual(stores.find((store) => store.id === 'web')?.properties, {});
+        assert.equal(stores.find((store) => store.id === 'web')?.type, 'http');
+      });
+
+      it('names the stores in the create response and lists the multi-store versions', async () => {
+        const { headers } = await client.create();
+        assert.equal(headers['openstack-image-store-ids'], 'fast,cheap,broken,web');
+
+        const response = await t.request({ method: 'GET', url: '/versions' });
+        const ids = json<{ versions: Array<{ id: string }> }>(response).versions.map((v) => v.id);
+        for (const id of ['v2.8', 'v2.10', 'v2.11', 'v2.13', 'v2.17']) assert.ok(ids.includes(id));
+      });
+    });
+
+    describe('upload', () => {
+      it('writes to the default store, or to the one X-Image-Meta-Store names', async () => {
+        const data = randomBytes(70_000);
+        const plain = await client.uploaded(data);
+        assert.equal(plain.stores, 'cheap');
+        assert.ok((await storeFiles('cheap')).includes(plain.id));
+
+        const named = await client.uploaded(data, 'fast');
+        assert.equal(named.stores, 'fast');
+        assert.ok((await storeFiles('fast')).includes(named.id));
+        assert.ok(!(await storeFiles('cheap')).includes(named.id));
+        const locations = named.locations as Array<{ url: string; metadata: object }>;
+        assert.deepEqual(locations[0]?.metadata, { store: 'fast' });
+        assert.equal(named.direct_url, locations[0]?.url);
+      });
+
+      it('refuses an unknown store with 400 and a read-only one with 410', async () => {
+        const { image } = await client.create();
+        const unknown = await client.upload(image.id, Buffer.from('x'), {
+          ...ALICE,
+          'x-image-meta-store': 'nowhere',
+        });
+        assert.equal(unknown.statusCode, 400);
+        assert.match(unknown.body, /Unknown scheme 'nowhere' found in URI/);
+
+        const readOnly = await client.upload(image.id, Buffer.from('x'), {
+          ...ALICE,
+          'x-image-meta-store': 'web',
+        });
+        assert.equal(readOnly.statusCode, 410);
+        assert.equal((await client.show(image.id)).status, 'queued');
+      });
+
+      it('answers 503 naming the store when its write fails, and leaves the image queued', async () => {
+        const { image } = await client.create();
+        const response = await client.upload(image.id, randomBytes(1000), {
+          ...ALICE,
+          'x-image-meta-store': 'broken',
+        });
+        assert.equal(response.statusCode, 503);
+        assert.match(response.body, /broken/);
+        const after = await client.show(image.id);
+        assert.equal(after.status, 'queued');
+        assert.equal(after.stores, undefined);
+      });
+    });
+
+    describe('copy-image', () => {
+      it('copies an active image to another store, admins only', async () => {
+        const data = randomBytes(150_000);
+        const image = await client.uploaded(data);
+
+        const denied = await client.importImage(image.id, {
+          method: { name: 'copy-image' },
+          stores: ['fast'],
+        });
+        assert.equal(denied.statusCode, 403);
+
+        const accepted = await client.importImage(
+          image.id,
+          { method: { name: 'copy-image' }, stores: ['fast'] },
+          ADMIN,
+        );
+        assert.equal(accepted.statusCode, 202, accepted.body);
+        const { image: copied, task } = await client.settled(image.id);
+        assert.equal(task.status, 'success', String(task.message));
+        assert.equal(copied.status, 'active');
+        // Reading order: the heavier store first.
+        assert.equal(copied.stores, 'fast,cheap');
+        assert.equal(copied[IMPORTING_TO], '');
+        assert.equal(copied[FAILED_IMPORT], '');
+        assert.equal(copied.checksum, md5(data));
+        assert.ok((await storeFiles('fast')).includes(image.id));
+        assert.deepEqual(await readdir(join(t.dataDir, 'staging')).then(visible), []);
+
+        const again = await client.importImage(
+          image.id,
+          { method: { name: 'copy-image' }, stores: ['fast'] },
+          ADMIN,
+        );
+        assert.equal(again.statusCode, 400);
+        assert.match(again.body, /already present at store 'fast'/);
+      });
+
+      it('checks status and stores before queueing', async () => {
+        const { image: queued } = await client.create();
+        const notActive = await client.importImage(
+          queued.id,
+          { method: { name: 'copy-image' }, stores: ['fast'] },
+          ADMIN,
+        );
+        assert.equal(notActive.statusCode, 409);
+
+        const image = await client.uploaded(randomBytes(1000));
+        const unknown = await client.importImage(
+          image.id,
+          { method: { name: 'copy-image' }, stores: ['nowhere'] },
+          ADMIN,
+        );
+        assert.equal(unknown.statusCode, 409);
+
+        const both = await t.request({
+          method: 'POST',
+          url: `/v2/images/${image.id}/import`,
+          headers: { ...ADMIN, 'x-image-meta-store': 'fast' },
+          payload: { method: { name: 'copy-image' }, all_stores: true },
+        });
+        assert.equal(both.statusCode, 400);
+      });
+
+      it('copies to all stores, recording the one that fails when failures are allowed', async () => {
+        const data = randomBytes(20_000);
+        const image = await client.uploaded(data);
+        const accepted = await client.importImage(
+          image.id,
+          { method: { name: 'copy-image' }, all_stores: true, all_stores_must_succeed: false },
+          ADMIN,
+        );
+        assert.equal(accepted.statusCode, 202, accepted.body);
+        const { image: copied, task } = await client.settled(image.id);
+        assert.equal(task.status, 'success', String(task.message));
+        assert.equal(copied.stores, 'fast,cheap');
+        assert.equal(copied[FAILED_IMPORT], 'broken');
+        assert.equal(copied[IMPORTING_TO], '');
+      });
+    });
+
+    describe('import to several stores', () => {
+      async function staged(data: Buffer): Promise<string> {
+        const { image } = await client.create();
+        const response = await t.request({
+          method: 'PUT',
+          url: `/v2/images/${image.id}/stage`,
+          headers: { ...ALICE, 'content-type': 'application/octet-stream' },
+          payload: data,
+        });
+        assert.equal(response.statusCode, 204, response.body);
+        return image.id;
+      }
+
+      it('writes a glance-direct import to every store asked for', async () => {
+        const data = randomBytes(40_000);
+        const id = await staged(data);
+        const accepted = await client.importImage(id, {
+          method: { name: 'glance-direct' },
+          stores: ['cheap', 'fast'],
+        });
+        assert.equal(accepted.statusCode, 202, accepted.body);
+        const { image } = await client.settled(id);
+        assert.equal(image.status, 'active');
+        assert.equal(image.stores, 'fast,cheap');
+        assert.equal(image.size, data.length);
+      });
+
+      it('fails the whole import when a store fails and all must succeed', async () => {
+        const id = await staged(randomBytes(30_000));
+        await client.importImage(id, {
+          method: { name: 'glance-direct' },
+          stores: ['fast', 'broken'],
+        });
+        const { image, task } = await client.settled(id);
+        assert.equal(task.status, 'failure');
+        assert.equal(image.status, 'queued');
+        // As upstream: the store that failed is recorded; the one whose copy was rolled back
+        // is not (its write had succeeded).
+        assert.equal(image[FAILED_IMPORT], 'broken');
+        assert.equal(image[IMPORTING_TO], '');
+        assert.equal(image.stores, undefined);
+        assert.ok(!(await storeFiles('fast')).includes(id), 'the copy written first is removed');
+      });
+
+      it('activates with the stores that worked when failures are allowed', async () => {
+        const id = await staged(randomBytes(30_000));
+        await client.importImage(id, {
+          method: { name: 'glance-direct' },
+          stores: ['broken', 'fast'],
+          all_stores_must_succeed: false,
+        });
+        const { image, task } = await client.settled(id);
+        assert.equal(task.status, 'success', String(task.message));
+        assert.equal(image.status, 'active');
+        assert.equal(image.stores, 'fast');
+        assert.equal(image[FAILED_IMPORT], 'broken');
+      });
+    });
+
+    describe('download and delete from a store', () => {
+      let data: Buffer;
+      let id: string;
+
+      before(async () => {
+        data = randomBytes(100_000);
+        id = (await client.uploaded(data, 'cheap')).id;
+        await client.importImage(id, { method: { name: 'copy-image' }, stores: ['fast'] }, ADMIN);
+        assert.equal((await client.settled(id)).image.stores, 'fast,cheap');
+      });
+
+      it('reads the preferred store when asked, and refuses unknown stores', async () => {
+        const preferred = await client.download(id, '?prefer=cheap');
+        assert.equal(preferred.statusCode, 200);
+        assert.ok(preferred.rawPayload.equals(data));
+
+        const unknown = await client.download(id, '?prefer=nowhere');
+        assert.equal(unknown.statusCode, 400);
+        assert.match(unknown.body, /Store 'nowhere' is not configured/);
+      });
+
+      it('falls through to the next copy when the first is missing', async () => {
+        const other = await client.uploaded(randomBytes(5000), 'cheap');
+        await client.importImage(
+          other.id,
+          { method: { name: 'copy-image' }, stores: ['fast'] },
+          ADMIN,
+        );
+        await client.settled(other.id);
+        await rm(join(t.dataDir, 'stores', 'fast', other.id));
+
+        const response = await client.download(other.id);
+        assert.equal(response.statusCode, 200);
+        assert.equal(md5(response.rawPayload), (await client.show(other.id)).checksum);
+      });
+
+      it('deletes one copy, admins only, never the last one', async () => {
+        const url = `/v2/stores/fast/${id}`;
+        const denied = await t.request({ method: 'DELETE', url, headers: ALICE });
+        assert.equal(denied.statusCode, 403);
+
+        const unknown = await t.request({
+          method: 'DELETE',
+          url: `/v2/stores/nowhere/${id}`,
+          headers: ADMIN,
+        });
+        assert.equal(unknown.statusCode, 409);
+
+        const removed = await t.request({ method: 'DELETE', url, headers: ADMIN });
+        assert.equal(removed.statusCode, 204, removed.body);
+        assert.equal((await client.show(id)).stores, 'cheap');
+        assert.ok(!existsSync(join(t.dataDir, 'stores', 'fast', id)));
+
+        const last = await t.request({
+          method: 'DELETE',
+          url: `/v2/stores/cheap/${id}`,
+          headers: ADMIN,
+        });
+        assert.equal(last.statusCode, 403);
+        assert.match(last.body, /only store containing it/);
+
+        const download = await client.download(id);
+        assert.ok(download.rawPayload.equals(data));
+      });
+    });
+
+    describe('locations', () => {
+      it('adds an http location through PATCH, making a queued image active', async () => {
+        const data = randomBytes(12_345);
+        web.files.set('/disk.raw', data);
+        const { image } = await client.create();
+        const response = await t.request({
+          method: 'PATCH',
+          url: `/v2/images/${image.id}`,
+          headers: { ...ADMIN, 'content-type': 'application/openstack-images-v2.1-json-patch' },
+          payload: [
+            {
+              op: 'add',
+              path: '/locations/-',
+              value: { url: web.url('/disk.raw'), metadata: {} },
+            },
+          ],
+        });
+        assert.equal(response.statusCode, 200, response.body);
+        const patched = json<Image>(response);
+        assert.equal(patched.status, 'active');
+        assert.equal(patched.size, data.length);
+        assert.equal(patched.stores, 'web');
+
+        const download = await client.download(image.id);
+        assert.ok(download.rawPayload.equals(data));
+      });
+
+      it('refuses local files, missing data, and more locations than the quota', async () => {
+        const { image } = await client.create();
+        const patch = (value: object) =>
+          t.request({
+            method: 'PATCH',
+            url: `/v2/images/${image.id}`,
+            headers: {
+              ...ADMIN,
+              'content-type': 'application/openstack-images-v2.1-json-patch',
+            },
+            payload: [{ op: 'add', path: '/locations/-', value }],
+          });
+        const file = await patch({ url: 'file:///etc/passwd', metadata: {} });
+        assert.equal(file.statusCode, 400);
+        assert.match(file.body, /Invalid location/);
+        const missing = await patch({ url: web.url('/nothing'), metadata: {} });
+        assert.equal(missing.statusCode, 400);
+        assert.equal((await client.show(image.id)).status, 'queued');
+      });
+
+      it('adds a location through POST and checks the vouched hash from the data', async () => {
+        const data = randomBytes(9_999);
+        web.files.set('/vouched.raw', data);
+        const { image } = await client.create();
+        const sha512 = createHash('sha512').update(data).digest('hex');
+        const response = await t.request({
+          method: 'POST',
+          url: `/v2/images/${image.id}/locations`,
+          headers: ALICE,
+          payload: {
+            url: web.url('/vouched.raw'),
+            validation_data: { os_hash_algo: 'sha512', os_hash_value: sha512 },
+          },
+        });
+        assert.equal(response.statusCode, 202, response.body);
+        const { image: added, task } = await client.settled(image.id);
+        assert.equal(task.status, 'success', String(task.message));
+        assert.equal(added.status, 'active');
+        assert.equal(added.os_hash_value, sha512);
+        assert.equal(added.checksum, md5(data));
+
+        const listed = await t.request({
+          method: 'GET',
+          url: `/v2/images/${image.id}/locations`,
+          headers: ADMIN,
+        });
+        assert.deepEqual(json(listed), [
+          { url: web.url('/vouched.raw'), metadata: { store: 'web' } },
+        ]);
+        const denied = await t.request({
+          method: 'GET',
+          url: `/v2/images/${image.id}/locations`,
+          headers: ALICE,
+        });
+        assert.equal(denied.statusCode, 403);
+      });
+
+      it('drops a location whose data does not match the vouched hash', async () => {
+        web.files.set('/liar.raw', randomBytes(5000));
+        const { image } = await client.create();
+        const response = await t.request({
+          method: 'POST',
+          url: `/v2/images/${image.id}/locations`,
+          headers: ALICE,
+          payload: {
+            url: web.url('/liar.raw'),
+            validation_data: { os_hash_algo: 'sha256', os_hash_value: 'ab'.repeat(32) },
+          },
+        });
+        assert.equal(response.statusCode, 202, response.body);
+        const { image: after, task } = await client.settled(image.id);
+        assert.equal(task.status, 'failure');
+        assert.equal(after.status, 'queued');
+        assert.deepEqual(after.locations, []);
+        assert.equal(after.os_glance_import_task, undefined);
+      });
+    });
+  });
+}
+
+function visible(names: string[]): string[] {
+  return names.filter((name) => !name.startsWith('.'));
+}
+
+describe('one store', () => {
+  let t: TestApp;
+  before(async () => {
+    const [sqlite] = await testDatabases();
+    t = await startTestApp(sqlite!);
+  });
+  after(() => t.close());
+
+  it('has no store discovery, no store deletion and no store preference', async () => {
+    for (const url of ['/v2/info/stores', '/v2/info/stores/detail']) {
+      const response = await t.request({ method: 'GET', url, headers: ADMIN });
+      assert.equal(response.statusCode, 404, url);
+    }
+    const created = await t.request({
+      method: 'POST',
+      url: '/v2/images',
+      headers: ALICE,
+      payload: RAW_BARE,
+    });
+    const id = json<Image>(created).id;
+    assert.equal(created.headers['openstack-image-store-ids'], undefined);
+    const upload = await t.request({
+      method: 'PUT',
+      url: `/v2/images/${id}/file`,
+      headers: { ...ALICE, 'content-type': 'application/octet-stream' },
+      payload: Buffer.from('data'),
+    });
+    assert.equal(upload.statusCode, 204);
+
+    const remove = await t.request({
+      method: 'DELETE',
+      url: `/v2/stores/file/${id}`,
+      headers: ADMIN,
+    });
+    assert.equal(remove.statusCode, 404);
+    const prefer = await t.request({
+      method: 'GET',
+      url: `/v2/images/${id}/file?prefer=file`,
+      headers: ALICE,
+    });
+    assert.equal(prefer.statusCode, 400);
+    const shown = json<Image>(
+      await t.request({ method: 'GET', url: `/v2/images/${id}`, headers: ALICE }),
+    );
+    assert.equal(shown.stores, undefined);
+    assert.equal(shown.locations, undefined);
+  });
+});

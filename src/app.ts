@@ -43,6 +43,7 @@ import { ImportService } from './services/imports.js';
 import { LocationService } from './services/locations.js';
 import { StoreService } from './services/stores.js';
 import { TaskService } from './services/tasks.js';
+import { StoreCleanup } from './services/store-cleanup.js';
 import { WriteRecovery } from './services/write-recovery.js';
 import { buildStores } from './stores/build.js';
 import { LocationImportFlow } from './import/location-flow.js';
@@ -192,12 +193,14 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
   const { policy, protections } = loadAccessRules(config);
   const access = new ImageAccess(repositories.images, policy);
   const quotas = buildProjectQuotas(config, repositories.images);
+  const cleanup = new StoreCleanup(stores, repositories.images, repositories.writes, logger);
   const data = new ImageDataService(
     access,
     stores,
     repositories.writes,
     { sizeCap: config.image_size_cap, hashingAlgorithm: config.hashing_algorithm, workerId },
     quotas,
+    cleanup,
   );
   // The runner is built further down, before the HTTP server: no task is queued earlier.
   const importLock = new ImportLock(repositories.images, repositories.tasks, () =>
@@ -227,7 +230,7 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
   const recovery = new WriteRecovery(
     repositories.writes,
     repositories.images,
-    stores,
+    cleanup,
     { workerId, intervalMs: config.worker_heartbeat_seconds * 1000 },
     logger,
   );

@@ -154,7 +154,11 @@ export interface WorkerRecord {
   readonly heartbeatAt: string;
 }
 
-export type DataWriteKind = 'upload' | 'stage';
+/**
+ * upload and stage: a write in progress. cleanup: a write that ended, but whose leftovers a
+ * store could not remove yet (it was down); they are removed once it answers.
+ */
+export type DataWriteKind = 'upload' | 'stage' | 'cleanup';
 
 export interface DataWrite {
   readonly imageId: string;
@@ -173,6 +177,9 @@ export interface DataWriteRegistry {
   /** Records that this worker now writes the image (replacing a stale record). */
   begin(write: DataWrite): Promise<void>;
   end(imageId: string): Promise<void>;
+  /** The image's record as a cleanup that belongs to no worker (any process may do it). */
+  leaveForCleanup(imageId: string): Promise<void>;
+  get(imageId: string): Promise<DataWrite | null>;
   list(): Promise<DataWrite[]>;
 }
 

@@ -44,9 +44,9 @@ export class ImportFlow implements TaskHandler {
     const plan = planOf(task, method.name);
     let image = await this.#lockedImage(task);
     const earlier = new Set(image.locations.map((location) => location.url));
-    // The lock makes this task the image's only writer, so partial files are leftovers of an
-    // earlier attempt of it whose process died.
-    await this.data.discardUncommitted(image.id);
+    // The lock makes this task the image's only writer, so what the stores hold beyond the
+    // record is left over from an earlier attempt of it whose process died.
+    await this.data.cleanStores(image.id, { stores: this.#storeIds(plan) });
     try {
       image = await this.#begin(image, plan);
       if (method.name === 'web-download') image = await this.#download(image, method.uri);
@@ -92,6 +92,8 @@ export class ImportFlow implements TaskHandler {
         );
         const fresh = (await this.images.get(image.id)) ?? current;
         current = await this.#save(fresh, finishedStore(fresh, storeId, false));
+        const failed = storeId ?? this.data.defaultStoreId;
+        await this.data.cleanStores(image.id, { image: current, stores: [failed] });
       }
     }
     return current;
@@ -156,9 +158,10 @@ export class ImportFlow implements TaskHandler {
   }
 
   /**
-   * Undoes an import, best effort, never throwing: staged data removed, the copies this task
-   * wrote deleted, its stores marked failed, the image back to queued (copy-image leaves it
-   * active), and the lock released.
+   * Undoes an import, best effort, never throwing: its stores marked failed, the image back to
+   * queued (copy-image leaves it active) without the copies this task wrote, those copies and
+   * the staged data deleted, and the lock released. Each step runs even if one before failed,
+   * so the lock is always released.
    */
   async #revert(
     task: TaskRecord,
@@ -166,29 +169,31 @@ export class ImportFlow implements TaskHandler {
     plan: ImportPlan,
     earlier: ReadonlySet<string>,
   ): Promise<void> {
-    try {
-      await this.data.discardUncommitted(imageId);
-      await removePluginLeftovers(this.plugins.stagingPath(imageId));
-      await this.data.removeStaged(imageId);
-      const image = await this.images.get(imageId);
-      if (image) await this.#revertImage(image, plan, earlier);
-      await this.images.removePropertyIfEquals(imageId, IMPORT_LOCK, task.id);
-    } catch (error) {
-      this.logger.error(
-        { err: error, image_id: imageId, task_id: task.id },
-        'could not revert a failed import; check the image and its staging data',
-      );
+    const steps: Array<[string, () => Promise<unknown>]> = [
+      ['restore the image record', () => this.#revertImage(imageId, plan, earlier)],
+      ['remove plugin files', () => removePluginLeftovers(this.plugins.stagingPath(imageId))],
+      // Against the record as reverted: copies it no longer has and staged data are removed.
+      ['clean the stores', () => this.data.cleanStores(imageId, { stores: this.#storeIds(plan) })],
+      [
+        'release the lock',
+        () => this.images.removePropertyIfEquals(imageId, IMPORT_LOCK, task.id),
+      ],
+    ];
+    for (const [what, step] of steps) {
+      try {
+        await step();
+      } catch (error) {
+        this.logger.error(
+          { err: error, image_id: imageId, task_id: task.id },
+          `could not ${what} after a failed import; check the image and its stores`,
+        );
+      }
     }
   }
 
-  async #revertImage(
-    image: ImageRecord,
-    plan: ImportPlan,
-    earlier: ReadonlySet<string>,
-  ): Promise<void> {
-    const added = image.locations.filter((location) => !earlier.has(location.url));
-    for (const location of added) await this.data.removeCopy(location);
-
+  async #revertImage(imageId: string, plan: ImportPlan, earlier: ReadonlySet<string>) {
+    const image = await this.images.get(imageId);
+    if (!image) return;
     let next: ImageRecord = {
       ...failedStores(image, plan.stores),
       locations: image.locations.filter((location) => earlier.has(location.url)),
@@ -199,6 +204,11 @@ export class ImportFlow implements TaskHandler {
       next = { ...next, ...transition(image, 'queued'), ...NO_HASHES };
     }
     await this.images.save(image, next);
+  }
+
+  /** The ids of the stores the import writes to (the default store stands for null). */
+  #storeIds(plan: ImportPlan): string[] {
+    return plan.stores.map((id) => id ?? this.data.defaultStoreId);
   }
 }
 

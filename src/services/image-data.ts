@@ -23,6 +23,7 @@ import { mebibytes } from '../quota/limits.js';
 import type { ProjectQuotas } from '../quota/project-quotas.js';
 import { storageQuotaExceeded } from '../quota/storage.js';
 import type { StoreRegistry } from '../stores/registry.js';
+import type { CleanupScope, StoreCleanup } from './store-cleanup.js';
 import {
   StoreNotFoundError,
   StoreUnavailableError,
@@ -66,6 +67,7 @@ export class ImageDataService implements ImageDataRemover {
   readonly #writes: DataWriteRegistry;
   readonly #settings: DataSettings;
   readonly #quotas: ProjectQuotas;
+  readonly #cleanup: StoreCleanup;
 
   constructor(
     access: ImageAccess,
@@ -73,12 +75,18 @@ export class ImageDataService implements ImageDataRemover {
     writes: DataWriteRegistry,
     settings: DataSettings,
     quotas: ProjectQuotas,
+    cleanup: StoreCleanup,
   ) {
     this.#access = access;
     this.#stores = stores;
     this.#writes = writes;
+    this.#cleanup = cleanup;
     this.#settings = settings;
     this.#quotas = quotas;
+  }
+
+  get defaultStoreId(): string {
+    return this.#stores.defaultStore.id;
   }
 
   /**
@@ -216,7 +224,8 @@ export class ImageDataService implements ImageDataRemover {
     } catch (error) {
       source.destroy();
       await writer.abort();
-      if (url !== null) await store.delete(url);
+      // What a store that is down keeps is the import's cleanup to remove (cleanStores).
+      if (url !== null) await store.delete(url).catch(() => undefined);
       throw error instanceof StoreUnavailableError ? unavailable(store, error) : error;
     }
   }
@@ -239,12 +248,13 @@ export class ImageDataService implements ImageDataRemover {
     return { size: result.size, checksum: result.checksum, hashValue: result.hashValue };
   }
 
-  /** Removes what interrupted writes of this image left in staging and in every store. */
-  async discardUncommitted(imageId: string): Promise<void> {
-    await this.#stores.staging.discardUncommitted(imageId);
-    for (const { store } of this.#stores.list()) {
-      if (!store.readOnly) await store.discardUncommitted(imageId);
-    }
+  /**
+   * Removes what interrupted writes of the image left in the stores, and data its record
+   * does not point at; see StoreCleanup. Only the image's writer (the holder of its import
+   * lock) may call it.
+   */
+  async cleanStores(imageId: string, scope?: CleanupScope): Promise<void> {
+    await this.#cleanup.clean(imageId, scope);
   }
 
   async removeStaged(imageId: string): Promise<void> {
@@ -312,19 +322,15 @@ export class ImageDataService implements ImageDataRemover {
     );
   }
 
+  /** Deletes the data of a deleted image; a store that is down deletes its copy later. */
   async removeData(image: ImageRecord): Promise<void> {
-    for (const location of image.locations) await this.removeCopy(location);
+    await this.#cleanup.removeCopies(image.id, image.locations);
     await this.#stores.staging.delete(this.#stores.staging.locationOf(image.id));
   }
 
-  /**
-   * Deletes one copy's data. A location no store here serves (a store since removed from the
-   * configuration) is left alone: its data is not ours to reach any more.
-   */
-  async removeCopy(location: ImageRecord['locations'][number]): Promise<void> {
-    const id = this.#stores.storeIdOf(location);
-    if (id === null) return;
-    await this.#stores.forLocation(location).delete(location.url);
+  /** Deletes the data of copies removed from an image (later, for a store that is down). */
+  async removeCopy(imageId: string, location: ImageRecord['locations'][number]): Promise<void> {
+    await this.#cleanup.removeCopies(imageId, [location]);
   }
 
   /**
@@ -346,6 +352,11 @@ export class ImageDataService implements ImageDataRemover {
     if (!(await this.#quotas.claim(project, image, next))) {
       throw new ConflictError(`Image status transition from queued to ${to} is not allowed`);
     }
+    // The image is ours now: a cleanup a store's outage left pending is done before the new
+    // write adds data it must not touch (it is forgotten if the store is still down).
+    if ((await this.#writes.get(image.id))?.kind === 'cleanup') {
+      await this.#cleanup.clean(image.id, { image: next });
+    }
     await this.#writes.begin({ imageId: image.id, kind, workerId: this.#settings.workerId });
     return next;
   }
@@ -363,6 +374,7 @@ export class ImageDataService implements ImageDataRemover {
     body: (writer: StoreWriter) => Promise<ImageRecord>,
   ): Promise<void> {
     let writer: StoreWriter | null = null;
+    let clean = true;
     try {
       writer = await store.createWriter(image.id).catch((error: unknown) => {
         throw unavailable(store, error);
@@ -382,10 +394,16 @@ export class ImageDataService implements ImageDataRemover {
       }
     } catch (error) {
       await writer?.abort();
+      // While the image is still being written, no other write can start: clean up first.
+      clean = await this.#cleanup.clean(image.id, {
+        image: queuedAgain(image),
+        stores: [store.id],
+      });
       await this.#requeue(image);
       throw error;
     } finally {
-      await this.#writes.end(image.id);
+      // A store that could not be cleaned keeps the record, as a cleanup to retry.
+      if (clean) await this.#writes.end(image.id);
     }
   }
 
@@ -405,9 +423,12 @@ export class ImageDataService implements ImageDataRemover {
 
   /** Back to queued, unless something else (a delete) changed the image meanwhile. */
   async #requeue(image: ImageRecord): Promise<void> {
-    const queued = { ...image, ...transition(image, 'queued'), updated_at: now() };
-    await this.#access.repo.save(image, queued);
+    await this.#access.repo.save(image, queuedAgain(image));
   }
+}
+
+function queuedAgain(image: ImageRecord): ImageRecord {
+  return { ...image, ...transition(image, 'queued'), updated_at: now() };
 }
 
 /** A writer that keeps nothing, for reading data only to measure and hash it. */

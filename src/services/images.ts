@@ -32,7 +32,7 @@ import type { PropertyGuard } from './property-guard.js';
 export interface ImageDataRemover {
   removeData(image: ImageRecord): Promise<void>;
   /** Deletes one copy's data (a location removed through PATCH). */
-  removeCopy(location: ImageLocation): Promise<void>;
+  removeCopy(imageId: string, location: ImageLocation): Promise<void>;
 }
 
 /** Applies the `/locations` operations of a patch (see LocationService). */
@@ -212,7 +212,7 @@ export class ImageService {
     const next = this.#properties.mergePatch(context, image, seen, patched);
     this.#checkGrowth(image, next);
     await this.#save(image, { ...next, updated_at: new Date().toISOString() });
-    for (const location of located.removed) await this.#data.removeCopy(location);
+    for (const location of located.removed) await this.#data.removeCopy(image.id, location);
     return this.#properties.readable(context, next);
   }
 

@@ -86,7 +86,7 @@ export class StoreService {
     if (!(await this.access.repo.save(image, next))) {
       throw new ConflictError(`Image ${imageId} changed while its data was being removed.`);
     }
-    await this.data.removeCopy(copy);
+    await this.data.removeCopy(imageId, copy);
   }
 
   #requireMultiStore(): void {

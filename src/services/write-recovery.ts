@@ -1,8 +1,9 @@
 /**
  * Undoes data writes whose process died (crash, SIGKILL, power loss): the image goes back to
- * `queued` and whatever the write left in the store is removed. Every process announces
+ * `queued` and whatever the write left in the stores is removed. Every process announces
  * itself with a heartbeat; a write belongs to a dead process when that process's pid is gone
- * on this host, or, on another host, when its heartbeat is stale.
+ * on this host, or, on another host, when its heartbeat is stale. Cleanups that had to wait
+ * for a store that was down are retried on every round, by whichever process comes first.
  */
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -14,7 +15,7 @@ import type {
   ImageRepository,
   WorkerRecord,
 } from '../db/repository.js';
-import type { StoreRegistry } from '../stores/registry.js';
+import type { StoreCleanup } from './store-cleanup.js';
 
 export interface RecoverySettings {
   readonly workerId: string;
@@ -29,7 +30,7 @@ export class WriteRecovery {
   constructor(
     private readonly writes: DataWriteRegistry,
     private readonly images: ImageRepository,
-    private readonly stores: StoreRegistry,
+    private readonly cleanup: StoreCleanup,
     private readonly settings: RecoverySettings,
     private readonly logger: Logger,
   ) {
@@ -57,7 +58,10 @@ export class WriteRecovery {
     await this.recover();
   }
 
-  /** Finds writes of dead workers and undoes them; returns how many were undone. */
+  /**
+   * Finds writes of dead workers and undoes them, and retries pending cleanups; returns how
+   * many records were dealt with. A store that fails leaves its record for the next round.
+   */
   async recover(): Promise<number> {
     const workers = new Map((await this.writes.workers()).map((w) => [w.id, w]));
     const orphaned = (await this.writes.list()).filter((write) => {
@@ -65,11 +69,27 @@ export class WriteRecovery {
       return !worker || !this.#isAlive(worker);
     });
 
-    for (const write of orphaned) await this.#undo(write);
+    let done = 0;
+    for (const write of orphaned) {
+      try {
+        if (
+          write.kind === 'cleanup'
+            ? await this.cleanup.retry(write.imageId)
+            : await this.#undo(write)
+        ) {
+          done += 1;
+        }
+      } catch (error) {
+        this.logger.warn(
+          { err: error, image_id: write.imageId },
+          'could not undo an interrupted write yet; retrying on the next round',
+        );
+      }
+    }
     for (const worker of workers.values()) {
       if (!this.#isAlive(worker)) await this.writes.removeWorker(worker.id);
     }
-    return orphaned.length;
+    return done;
   }
 
   /** Whether the worker is known and alive (used to find orphaned tasks, too). */
@@ -84,29 +104,25 @@ export class WriteRecovery {
     return Date.now() - Date.parse(worker.heartbeatAt) < 3 * this.settings.intervalMs;
   }
 
-  async #undo(write: DataWrite): Promise<void> {
-    // Store leftovers go first: once the image is queued again a new write may start.
-    const store = this.stores.staging;
-    await store.discardUncommitted(write.imageId);
-    for (const { store: target } of this.stores.list()) {
-      if (!target.readOnly) await target.discardUncommitted(write.imageId);
-    }
+  /** Cleans the stores and requeues the image; false when a store must be cleaned later. */
+  async #undo(write: DataWrite): Promise<boolean> {
     const image = await this.images.get(write.imageId);
     const expected = write.kind === 'stage' ? 'uploading' : 'saving';
-    if (image && image.status === expected) {
-      if (write.kind === 'stage') await store.delete(store.locationOf(image.id));
-      const queued = {
-        ...image,
-        ...transition(image, 'queued'),
-        updated_at: new Date().toISOString(),
-      };
-      await this.images.save(image, queued);
-    }
-    await this.writes.end(write.imageId);
+    const interrupted = image !== null && image.status === expected;
+    const queued = interrupted
+      ? { ...image, ...transition(image, 'queued'), updated_at: new Date().toISOString() }
+      : image;
+
+    // The stores go first, against the record as it will be: once the image is queued again
+    // a new write may start. A store that is down leaves a cleanup record instead.
+    const clean = await this.cleanup.clean(write.imageId, { image: queued });
+    if (interrupted && queued) await this.images.save(image, queued);
+    if (clean) await this.writes.end(write.imageId);
     this.logger.warn(
       { image_id: write.imageId, kind: write.kind, worker_id: write.workerId },
       'undid an interrupted data write of a dead process; the image is queued again',
     );
+    return clean;
   }
 }
 

@@ -7,6 +7,12 @@ export interface LocationRef {
   readonly metadata: Readonly<Record<string, unknown>>;
 }
 
+/** A store that could not do what was asked, and why. */
+export interface StoreFailure {
+  readonly storeId: string;
+  readonly error: unknown;
+}
+
 /** A configured store with what the configuration says about it. */
 export interface RegisteredStore {
   readonly store: ImageStore;
@@ -85,6 +91,28 @@ export class StoreRegistry {
       .map((location, index) => ({ location, index, rank: rank(location) }))
       .sort((a, b) => a.rank[0] - b.rank[0] || a.rank[1] - b.rank[1] || a.index - b.index)
       .map((entry) => entry.location);
+  }
+
+  /**
+   * Removes what uncommitted writes of an image left in staging and in every writable store
+   * (that `include` accepts). Returns the stores that failed (down, most likely) with their
+   * errors; the others are clean.
+   */
+  async discardUncommitted(
+    imageId: string,
+    include: (store: ImageStore) => boolean = () => true,
+  ): Promise<StoreFailure[]> {
+    const stores = [this.staging, ...this.#entries.map((entry) => entry.store)];
+    const failed: StoreFailure[] = [];
+    for (const store of stores) {
+      if (store.readOnly || !include(store)) continue;
+      try {
+        await store.discardUncommitted(imageId);
+      } catch (error) {
+        failed.push({ storeId: store.id, error });
+      }
+    }
+    return failed;
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,13 @@ import type { Kysely } from 'kysely';
 import type { DataWrite, DataWriteRegistry, WorkerRecord } from '../repository.js';
 import type { Tables } from './tables.js';
 
+/** The worker id of records no worker holds: never a real worker's, so always orphaned. */
+const NO_WORKER = '';
+
+function writeOf(row: { image_id: string; kind: string; worker_id: string }): DataWrite {
+  return { imageId: row.image_id, kind: row.kind as DataWrite['kind'], workerId: row.worker_id };
+}
+
 export class SqlDataWriteRegistry implements DataWriteRegistry {
   readonly #db: Kysely<Tables>;
 
@@ -51,12 +58,21 @@ export class SqlDataWriteRegistry implements DataWriteRegistry {
     await this.#db.deleteFrom('data_writes').where('image_id', '=', imageId).execute();
   }
 
+  async leaveForCleanup(imageId: string): Promise<void> {
+    await this.begin({ imageId, kind: 'cleanup', workerId: NO_WORKER });
+  }
+
+  async get(imageId: string): Promise<DataWrite | null> {
+    const row = await this.#db
+      .selectFrom('data_writes')
+      .selectAll()
+      .where('image_id', '=', imageId)
+      .executeTakeFirst();
+    return row ? writeOf(row) : null;
+  }
+
   async list(): Promise<DataWrite[]> {
     const rows = await this.#db.selectFrom('data_writes').selectAll().execute();
-    return rows.map((row) => ({
-      imageId: row.image_id,
-      kind: row.kind as DataWrite['kind'],
-      workerId: row.worker_id,
-    }));
+    return rows.map(writeOf);
   }
 }

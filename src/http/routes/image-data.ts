@@ -30,7 +30,8 @@ export function imageDataRoutes({ data, verifyDownloads }: ImageDataRouteOptions
       const declaredSize = declaredSizeOf(request);
       try {
         await data[operation](request.glimpse, request.params.id, {
-          body: request.raw,
+          // Stopping early must not destroy the request: its error still has to be sent.
+          body: request.raw.iterator({ destroyOnReturn: false }),
           declaredSize,
           storeId: storeHeaderOf(request),
         });

@@ -113,16 +113,28 @@ export class DataClient {
     return ((await this.#json('POST', '/v2/images', body)) as ImageView).id;
   }
 
+  async deleteImage(id: string): Promise<void> {
+    await this.#json('DELETE', `/v2/images/${id}`);
+  }
+
   image(id: string): Promise<ImageView> {
     return this.#json('GET', `/v2/images/${id}`) as Promise<ImageView>;
   }
 
-  /** PUT to /file (upload) or /stage (glance-direct), streaming the chunks as they come. */
-  async send(id: string, target: 'file' | 'stage', spec: StreamSpec): Promise<void> {
+  /**
+   * PUT to /file (upload) or /stage (glance-direct), streaming the chunks as they come; `store`
+   * names the target store (X-Image-Meta-Store).
+   */
+  async send(id: string, target: 'file' | 'stage', spec: StreamSpec, store?: string) {
+    const headers: Record<string, string> = {
+      'content-type': OCTETS,
+      'content-length': String(spec.bytes),
+    };
+    if (store !== undefined) headers['x-image-meta-store'] = store;
     const response = await request(`${this.url}/v2/images/${id}/${target}`, {
       method: 'PUT',
       dispatcher: this.#agent,
-      headers: { 'content-type': OCTETS, 'content-length': String(spec.bytes) },
+      headers,
       body: Readable.from(streamChunks(spec), { objectMode: false }),
     });
     const text = await response.body.text();
@@ -131,9 +143,13 @@ export class DataClient {
     }
   }
 
-  /** Downloads the image, comparing every byte with the stream it was made from. */
-  async download(id: string, spec: StreamSpec): Promise<Check> {
-    const response = await request(`${this.url}/v2/images/${id}/file`, {
+  /**
+   * Downloads the image, comparing every byte with the stream it was made from; `store` is
+   * the store to read first (?prefer=).
+   */
+  async download(id: string, spec: StreamSpec, store?: string): Promise<Check> {
+    const query = store === undefined ? '' : `?prefer=${encodeURIComponent(store)}`;
+    const response = await request(`${this.url}/v2/images/${id}/file${query}`, {
       dispatcher: this.#agent,
     });
     if (response.statusCode !== 200) {

@@ -16,6 +16,7 @@ import { dataGroup } from './data-group.js';
 import { keystoneGroup } from './keystone-group.js';
 import { machineInfo } from './machine.js';
 import { metadataGroup } from './metadata-group.js';
+import { storesGroup } from './stores-group.js';
 import { postgresDurability, postgresVersion } from './postgres.js';
 import {
   renderReport,
@@ -26,7 +27,7 @@ import {
 } from './report.js';
 
 /** In run order; data-path groups join this list. */
-const GROUPS: readonly ScenarioGroup[] = [metadataGroup, dataGroup, keystoneGroup];
+const GROUPS: readonly ScenarioGroup[] = [metadataGroup, dataGroup, storesGroup, keystoneGroup];
 
 const DEFAULT_SECONDS = 10;
 const QUICK_SECONDS = 2;

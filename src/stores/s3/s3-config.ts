@@ -96,15 +96,18 @@ export const S3_STORE_SETTINGS = {
     maximum: MAX_OBJECT_MIB,
     description:
       'MiB. Part size of multipart uploads. An image can have at most 10,000 parts on ' +
-      'Amazon S3 and 1,000 on Swift. Each write holds up to s3_store_thread_pools parts in ' +
-      'memory.',
+      'Amazon S3 and 1,000 on Swift.',
   },
   s3_store_thread_pools: {
     type: 'integer',
-    default: 10,
+    // Upstream's default is 10; each part in flight holds a chunk in memory, so 4 keeps an
+    // upload near 40 MiB while still overlapping parts.
+    default: 4,
     minimum: 1,
     maximum: 100,
-    description: 'Parts of one write uploaded at the same time.',
+    description:
+      'Parts of one write in memory at once (being filled or uploaded). Memory per upload ' +
+      'is this times s3_store_large_object_chunk_size.',
   },
 } as const satisfies StoreSettingSpecs;
 

@@ -20,7 +20,7 @@
 #   projects alpha and beta, each with users <project>-admin (role admin), <project>-member
 #   (member), <project>-reader (reader) and <project>-norole (no role anywhere, so it cannot
 #   obtain a token scoped to any project); project service with user glimpse holding the roles
-#   service and admin; service glance (type image) with public, internal and admin endpoints
+#   service and admin, and reader on the system (to read unified limits); service glance (type image) with public, internal and admin endpoints
 #   http://127.0.0.1:9292 in RegionOne and http://127.0.0.1:9393 in RegionTwo.
 #   The bootstrap makes admin imply member and member imply reader, so tokens carry the implied
 #   roles too.
@@ -438,6 +438,14 @@ def converge_roles(user, project, wanted):
         api("DELETE", f"{base}/{role_id}")
 
 
+def ensure_system_role(user, role):
+    """Give user a role on the system (system-scoped tokens, e.g. to read every limit)."""
+    base = f"/system/users/{user['id']}/roles"
+    if role["id"] not in {held["id"] for held in api("GET", base)["roles"]}:
+        changes.append(f"granted {role['name']} on the system to {user['name']}")
+        api("PUT", f"{base}/{role['id']}")
+
+
 def ensure_region(region_id, regions):
     if region_id not in regions:
         changes.append(f"created region {region_id}")
@@ -483,7 +491,10 @@ try:
             user = ensure_user(f"{project_name}-{suffix}")
             converge_roles(user, project, [roles[name] for name in role_names])
     service_project = ensure_project("service")
-    converge_roles(ensure_user("glimpse"), service_project, [roles["service"], roles["admin"]])
+    glimpse = ensure_user("glimpse")
+    converge_roles(glimpse, service_project, [roles["service"], roles["admin"]])
+    # Keystone shows other projects' limits only to system-scoped tokens.
+    ensure_system_role(glimpse, roles["reader"])
 
     image = ensure_image_service()
     image_endpoints = api("GET", "/endpoints" + query(service_id=image["id"]))["endpoints"]

@@ -204,6 +204,7 @@ export class ImageService {
       locationChanges.length === 0
         ? { image: seen, removed: [] }
         : await this.#locations.applyPatch(context, target, seen, locationChanges);
+    await this.#checkStorageGrowth(image, located.image);
     const otherChanges = changes.filter((change) => change.path[0] !== 'locations');
     const patched = applyPatch(located.image, otherChanges, {
       isAdmin: context.isAdmin,
@@ -214,6 +215,16 @@ export class ImageService {
     await this.#save(image, { ...next, updated_at: new Date().toISOString() });
     for (const location of located.removed) await this.#data.removeCopy(image.id, location);
     return this.#properties.readable(context, next);
+  }
+
+  /**
+   * user_storage_quota, when locations were added: each new copy counts the image's size
+   * against its owner's quota, as an upload would.
+   */
+  async #checkStorageGrowth(before: ImageRecord, after: ImageRecord): Promise<void> {
+    const added = after.locations.length - before.locations.length;
+    if (added <= 0 || after.size === null) return;
+    await this.#projectQuotas.storageRoom(after.owner, added * after.size);
   }
 
   /** Quotas apply only when a change adds items, so an image over quota can still shrink. */

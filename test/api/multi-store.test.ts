@@ -466,7 +466,7 @@ for (const database of await testDatabases()) {
         assert.ok(download.rawPayload.equals(data));
       });
 
-      it('refuses local files, missing data, and more locations than the quota', async () => {
+      it('refuses local files and missing data', async () => {
         const { image } = await client.create();
         const patch = (value: object) =>
           t.request({
@@ -549,6 +549,89 @@ for (const database of await testDatabases()) {
 function visible(names: string[]): string[] {
   return names.filter((name) => !name.startsWith('.'));
 }
+
+describe('location quotas', () => {
+  let t: TestApp;
+  let web: WebServer;
+  const patch = (id: string, operations: object[]) =>
+    t.request({
+      method: 'PATCH',
+      url: `/v2/images/${id}`,
+      headers: { ...ADMIN, 'content-type': 'application/openstack-images-v2.1-json-patch' },
+      payload: operations,
+    });
+  const create = async (owner = ALICE) => {
+    const response = await t.request({
+      method: 'POST',
+      url: '/v2/images',
+      headers: owner,
+      payload: RAW_BARE,
+    });
+    return json<Image>(response).id;
+  };
+
+  before(async () => {
+    web = await startWebServer();
+    for (const name of ['a', 'b', 'c']) web.files.set(`/${name}`, randomBytes(6000));
+    web.files.set('/big', randomBytes(15_000));
+    const [sqlite] = await testDatabases();
+    t = await startTestApp(sqlite!, {
+      enabled_backends: ['local:file', 'web:http'],
+      default_backend: 'local',
+      show_multiple_locations: true,
+      image_location_quota: 2,
+      user_storage_quota: '20000B',
+    });
+  });
+  after(async () => {
+    await t.close();
+    await web.close();
+  });
+
+  it('refuses more locations than image_location_quota, added or replaced', async () => {
+    const id = await create();
+    const add = (path: string) => ({
+      op: 'add',
+      path: '/locations/-',
+      value: { url: web.url(path), metadata: {} },
+    });
+    assert.equal((await patch(id, [add('/a')])).statusCode, 200);
+    assert.equal((await patch(id, [add('/b')])).statusCode, 200);
+    const third = await patch(id, [add('/c')]);
+    assert.equal(third.statusCode, 413);
+    assert.match(third.body, /Attempted: 3, Maximum: 2/);
+
+    const other = await create();
+    const replace = await patch(other, [
+      {
+        op: 'replace',
+        path: '/locations',
+        value: ['/a', '/b', '/c'].map((path) => ({ url: web.url(path), metadata: {} })),
+      },
+    ]);
+    assert.equal(replace.statusCode, 413);
+    const shown = json<Image>(
+      await t.request({ method: 'GET', url: `/v2/images/${other}`, headers: ADMIN }),
+    );
+    assert.equal(shown.status, 'queued');
+    assert.deepEqual(shown.locations, []);
+  });
+
+  it("counts each added copy against the owner's user_storage_quota", async () => {
+    const bob = asProject('bob');
+    const id = await create(bob);
+    const big = { op: 'add', path: '/locations/-', value: { url: web.url('/big'), metadata: {} } };
+    assert.equal((await patch(id, [big])).statusCode, 200);
+
+    // 15,000 of bob's 20,000 bytes are used by the first image; 6,000 more do not fit.
+    const other = await create(bob);
+    const refused = await patch(other, [
+      { op: 'add', path: '/locations/-', value: { url: web.url('/a'), metadata: {} } },
+    ]);
+    assert.equal(refused.statusCode, 413, refused.body);
+    assert.match(refused.body, /storage quota/);
+  });
+});
 
 describe('one store', () => {
   let t: TestApp;

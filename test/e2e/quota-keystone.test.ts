@@ -32,7 +32,6 @@ import {
   keystoneProblem,
   keystoneServerEnv,
   projectId,
-  serviceCredentials,
   type KeystoneToken,
   keystoneAppOptions,
 } from '../support/keystone.js';
@@ -123,23 +122,6 @@ async function keystone(method: string, path: string, body?: unknown): Promise<u
   const text = await response.text();
   assert.ok(response.ok, `Keystone ${method} ${path}: ${response.status} ${text}`);
   return text ? (JSON.parse(text) as unknown) : {};
-}
-
-/**
- * Lets the glimpse service user read every project's limits: Keystone shows them only to
- * system-scoped tokens, so it needs a role on the system (upstream's deployment guide gives
- * Glance's service user the same).
- */
-async function ensureSystemReader(): Promise<void> {
-  const user = serviceCredentials().username;
-  const users = (await keystone('GET', `/users?name=${user}&domain_id=default`)) as {
-    users: Array<{ id: string }>;
-  };
-  const roles = (await keystone('GET', '/roles?name=reader')) as { roles: Array<{ id: string }> };
-  const userId = users.users[0]?.id;
-  const roleId = roles.roles[0]?.id;
-  assert.ok(userId && roleId, `Keystone has no user ${user} or no role reader`);
-  await keystone('PUT', `/system/users/${userId}/roles/${roleId}`);
 }
 
 async function imageServiceId(): Promise<string> {
@@ -286,7 +268,6 @@ describe('Keystone unified limits', { skip: problem ?? false }, () => {
   let admin: KeystoneToken;
 
   before(async () => {
-    await ensureSystemReader();
     const service = await imageServiceId();
     alphaId = await projectId('alpha');
     for (const [resource, value] of Object.entries(REGISTERED) as Array<[Resource, number]>) {

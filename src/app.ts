@@ -35,6 +35,7 @@ import { createPlugins, type PluginSettings } from './import/plugins/index.js';
 import { TaskRunner } from './import/runner.js';
 import { validateImportUri } from './import/uri-filter.js';
 import { openWebSource, type WebSourceOptions } from './import/web-source.js';
+import { RemoteGlance } from './import/remote-glance.js';
 import { KeystoneLimitSource } from './quota/keystone-limits.js';
 import { ProjectQuotas } from './quota/project-quotas.js';
 import { parseStorageQuota } from './quota/storage.js';
@@ -240,6 +241,9 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
   const members = new MemberService(access, repositories.members, config.image_member_quota);
   const tasks = new TaskService(access, repositories.tasks);
   const webSource = webSourceOptions(config);
+  const remoteGlance = config.enabled_import_methods.includes('glance-download')
+    ? new RemoteGlance(new KeystoneClient(keystoneService(config)), webSource)
+    : null;
   const runner = new TaskRunner(
     repositories.tasks,
     {
@@ -253,6 +257,8 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
           sizeCap: config.image_size_cap,
         },
         logger,
+        remoteGlance,
+        config.glance_download_extra_properties,
       ),
       location_import: new LocationImportFlow(
         repositories.images,
@@ -278,6 +284,7 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
     {
       enabledMethods: offeredImportMethods(config.enabled_import_methods, stores.multiStore),
       validateUri: (uri) => validateImportUri(uri, webSource),
+      remoteRefusal: remoteGlance ? (ref, token) => remoteGlance.refusal(ref, token) : undefined,
     },
     quotas,
     stores,

@@ -8,6 +8,11 @@ export interface Identity {
   readonly roles: readonly string[];
   /** Roles of a service token sent beside the user's (X-Service-Token), if any. */
   readonly serviceRoles?: readonly string[];
+  /**
+   * The caller's own token, for calls made on the caller's behalf while the request lasts
+   * (glance-download checks what the caller may see in another region). Never stored.
+   */
+  readonly authToken?: string;
 }
 
 /**

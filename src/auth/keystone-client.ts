@@ -44,6 +44,11 @@ export class KeystoneClient {
     this.#settings = settings;
   }
 
+  /** This service's token, for calls to other services (another region's image service). */
+  serviceToken(): Promise<string> {
+    return this.#currentServiceToken();
+  }
+
   /** GET with this service's token; a refused token is replaced and the call made again once. */
   async get(path: string, headers: Record<string, string> = {}): Promise<KeystoneResponse> {
     const first = await this.#call('GET', path, {

@@ -55,7 +55,7 @@ export class KeystoneAuthenticator implements Authenticator {
     const token = single(headers['x-auth-token']);
     if (!token) throw new UnauthorizedError('This server could not verify your identity.');
 
-    const identity = await this.#validate(token);
+    const identity = { ...(await this.#validate(token)), authToken: token };
     const serviceToken = single(headers['x-service-token']);
     if (!serviceToken) return identity;
 

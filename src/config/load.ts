@@ -153,6 +153,15 @@ function checkMeaning(config: Config): void {
   }
   if (config.auth_strategy === 'keystone') requireKeystone(config, 'auth_strategy is keystone');
   if (config.use_keystone_limits) requireKeystone(config, 'use_keystone_limits is true');
+  if (
+    config.enabled_import_methods.includes('glance-download') &&
+    config.auth_strategy !== 'keystone'
+  ) {
+    throw new ConfigError(
+      "option 'enabled_import_methods': glance-download needs auth_strategy keystone (the " +
+        'other region is found in the Keystone catalog)',
+    );
+  }
   if (parseStorageQuota(config.user_storage_quota) === null) {
     throw new ConfigError(
       "option 'user_storage_quota' must be a whole number of bytes, optionally followed by " +

@@ -278,10 +278,10 @@ export const OPTIONS = {
   enabled_import_methods: {
     type: 'list',
     default: ['glance-direct', 'web-download', 'copy-image'],
-    enum: ['glance-direct', 'web-download', 'copy-image'],
+    enum: ['glance-direct', 'web-download', 'copy-image', 'glance-download'],
     description:
       'Interoperable import methods offered to clients. copy-image is only offered with ' +
-      'several stores (enabled_backends).',
+      'several stores (enabled_backends); glance-download needs auth_strategy keystone.',
   },
   image_import_plugins: {
     type: 'list',
@@ -309,6 +309,13 @@ export const OPTIONS = {
     type: 'list',
     default: ['admin'],
     description: 'Callers with one of these roles get no injected properties.',
+  },
+  glance_download_extra_properties: {
+    type: 'list',
+    default: ['hw_', 'trait:', 'os_distro', 'os_secure_boot', 'os_type'],
+    description:
+      'glance-download copies the remote image properties whose names start with one of ' +
+      'these (os_glance* never).',
   },
   allowed_schemes: {
     type: 'list',

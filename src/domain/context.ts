@@ -8,6 +8,8 @@ export interface RequestContext {
   readonly isAdmin: boolean;
   /** Roles of an accompanying service token (X-Service-Token), if one was sent. */
   readonly serviceRoles?: readonly string[];
+  /** The caller's token in keystone mode, for calls on its behalf; never stored or logged. */
+  readonly authToken?: string;
 }
 
 /** Roles each role implies, as Keystone's default role inference rules define them. */

@@ -1,8 +1,9 @@
 /**
  * What an import task does, once a runner claimed it: put the image in `importing`, bring the
- * data into staging (web-download) or use what was staged (glance-direct), move it into the
- * store through the upload pipeline, and finish `active`. Any failure reverts the image to
- * `queued` with no data, staged or stored, left behind; the task then fails with the reason.
+ * data into staging (web-download, glance-download, copy-image) or use what was staged
+ * (glance-direct), move it into the stores through the upload pipeline, and finish `active`.
+ * Any failure reverts the image to `queued` (copy-image: leaves it active) with no data,
+ * staged or stored, left behind; the task then fails with the reason.
  */
 import type { Logger } from 'pino';
 
@@ -12,8 +13,10 @@ import type { TaskRecord } from '../domain/task.js';
 import type { ImageRepository } from '../db/repository.js';
 import type { ImageDataService } from '../services/image-data.js';
 import { IMPORT_LOCK } from '../services/import-lock.js';
-import { CALLER_ROLES } from '../services/imports.js';
+import { CALLER_ROLES, REMOTE_REFUSAL } from '../services/imports.js';
+import { remoteRefOf, withRemoteMetadata } from './glance-download.js';
 import { removePluginLeftovers, type ImportPlugin, type PluginOutcome } from './plugins/index.js';
+import type { RemoteImageRef, RemoteImageView } from './remote-glance.js';
 import type { TaskHandler } from './runner.js';
 
 const IMPORTING_TO = 'os_glance_importing_to_stores';
@@ -21,6 +24,14 @@ const FAILED_IMPORT = 'os_glance_failed_import';
 
 export interface WebSourceOpener {
   (uri: string): Promise<{ body: AsyncIterable<Buffer>; contentLength: number | null }>;
+}
+
+/** The other region's image service glance-download reads from (see RemoteGlance). */
+export interface RemoteImageSource {
+  image(ref: RemoteImageRef): Promise<RemoteImageView>;
+  openData(
+    ref: RemoteImageRef,
+  ): Promise<{ body: AsyncIterable<Buffer>; contentLength: number | null }>;
 }
 
 export interface ImportPlugins {
@@ -37,19 +48,23 @@ export class ImportFlow implements TaskHandler {
     private readonly openWebSource: WebSourceOpener,
     private readonly plugins: ImportPlugins,
     private readonly logger: Logger,
+    private readonly remote: RemoteImageSource | null = null,
+    /** Name prefixes of the remote image properties glance-download copies. */
+    private readonly remoteProperties: readonly string[] = [],
   ) {}
 
   async run(task: TaskRecord): Promise<Record<string, unknown>> {
     const method = methodOf(task);
     const plan = planOf(task, method.name);
     let image = await this.#lockedImage(task);
-    const earlier = new Set(image.locations.map((location) => location.url));
+    const before = image;
     // The lock makes this task the image's only writer, so what the stores hold beyond the
     // record is left over from an earlier attempt of it whose process died.
     await this.data.cleanStores(image.id, { stores: this.#storeIds(plan) });
     try {
       image = await this.#begin(image, plan);
       if (method.name === 'web-download') image = await this.#download(image, method.uri);
+      if (method.name === 'glance-download') image = await this.#downloadRemote(image, task);
       if (plan.copying) await this.data.stageExisting(image);
       else image = await this.#runPlugins(image, rolesOf(task));
 
@@ -59,7 +74,7 @@ export class ImportFlow implements TaskHandler {
       await this.images.removePropertyIfEquals(image.id, IMPORT_LOCK, task.id);
       return { image_id: image.id };
     } catch (error) {
-      await this.#revert(task, image.id, plan, earlier);
+      await this.#revert(task, image.id, plan, before);
       throw reasonOf(error);
     }
   }
@@ -67,8 +82,7 @@ export class ImportFlow implements TaskHandler {
   async abandon(task: TaskRecord): Promise<void> {
     if (!task.image_id) return;
     const image = await this.images.get(task.image_id);
-    const earlier = new Set(image?.locations.map((location) => location.url) ?? []);
-    await this.#revert(task, task.image_id, planOf(task, methodOf(task).name), earlier);
+    await this.#revert(task, task.image_id, planOf(task, methodOf(task).name), image);
   }
 
   /**
@@ -129,6 +143,32 @@ export class ImportFlow implements TaskHandler {
     return this.#save(image, next);
   }
 
+  /**
+   * glance-download: the remote image must be active; its formats and the properties named
+   * by remoteProperties are copied, then its data is staged, which must be as long as the
+   * remote image says.
+   */
+  async #downloadRemote(image: ImageRecord, task: TaskRecord): Promise<ImageRecord> {
+    const refusal = task.input[REMOTE_REFUSAL];
+    if (typeof refusal === 'string') throw new Error(refusal);
+    if (!this.remote) throw new Error('glance-download is not enabled here');
+    const ref = remoteRefOf(task);
+    const remote = await this.remote.image(ref);
+    const described = await this.#save(
+      image,
+      withRemoteMetadata(image, remote, this.remoteProperties),
+    );
+
+    const source = await this.remote.openData(ref);
+    const size = await this.data.stageStream(described, source.body);
+    if (size !== remote.size) {
+      throw new Error(
+        `Downloaded data size ${size} is different from the remote image's ${String(remote.size)}`,
+      );
+    }
+    return this.#save(described, { ...described, size, updated_at: now() });
+  }
+
   async #download(image: ImageRecord, uri: unknown): Promise<ImageRecord> {
     if (typeof uri !== 'string') throw new InvalidInputError('web-download needs a uri');
     const source = await this.openWebSource(uri);
@@ -167,10 +207,10 @@ export class ImportFlow implements TaskHandler {
     task: TaskRecord,
     imageId: string,
     plan: ImportPlan,
-    earlier: ReadonlySet<string>,
+    before: ImageRecord | null,
   ): Promise<void> {
     const steps: Array<[string, () => Promise<unknown>]> = [
-      ['restore the image record', () => this.#revertImage(imageId, plan, earlier)],
+      ['restore the image record', () => this.#revertImage(imageId, plan, before)],
       ['remove plugin files', () => removePluginLeftovers(this.plugins.stagingPath(imageId))],
       // Against the record as reverted: copies it no longer has and staged data are removed.
       ['clean the stores', () => this.data.cleanStores(imageId, { stores: this.#storeIds(plan) })],
@@ -191,14 +231,20 @@ export class ImportFlow implements TaskHandler {
     }
   }
 
-  async #revertImage(imageId: string, plan: ImportPlan, earlier: ReadonlySet<string>) {
+  /**
+   * The image as before the import: copies this task wrote dropped, formats and properties a
+   * glance-download copied restored, and back to queued (unless copying).
+   */
+  async #revertImage(imageId: string, plan: ImportPlan, before: ImageRecord | null) {
     const image = await this.images.get(imageId);
     if (!image) return;
+    const earlier = new Set(before?.locations.map((location) => location.url) ?? []);
     let next: ImageRecord = {
       ...failedStores(image, plan.stores),
       locations: image.locations.filter((location) => earlier.has(location.url)),
       updated_at: now(),
     };
+    if (plan.remote && before) next = restoreDescription(next, before);
     const reverting = image.status === 'importing' || image.status === 'uploading';
     if (!plan.copying && reverting) {
       next = { ...next, ...transition(image, 'queued'), ...NO_HASHES };
@@ -214,12 +260,27 @@ export class ImportFlow implements TaskHandler {
 
 const NO_HASHES = { checksum: null, os_hash_algo: null, os_hash_value: null } as const;
 
+/** The formats and properties of `before`, keeping the bookkeeping of `image`. */
+function restoreDescription(image: ImageRecord, before: ImageRecord): ImageRecord {
+  const bookkeeping = Object.entries(image.properties).filter(([name]) =>
+    name.startsWith('os_glance'),
+  );
+  return {
+    ...image,
+    disk_format: before.disk_format,
+    container_format: before.container_format,
+    properties: { ...before.properties, ...Object.fromEntries(bookkeeping) },
+  };
+}
+
 /** What an import task was asked to do, from its input. */
 interface ImportPlan {
   /** Target store ids; [null] outside multi-store. */
   readonly stores: readonly (string | null)[];
   readonly mustSucceed: boolean;
   readonly copying: boolean;
+  /** glance-download, which describes the image from the remote one. */
+  readonly remote: boolean;
 }
 
 function planOf(task: TaskRecord, method: string): ImportPlan {
@@ -232,6 +293,7 @@ function planOf(task: TaskRecord, method: string): ImportPlan {
     stores: stores.length > 0 ? stores : [null],
     mustSucceed: request?.all_stores_must_succeed !== false,
     copying: method === 'copy-image',
+    remote: method === 'glance-download',
   };
 }
 

@@ -69,14 +69,22 @@ interface Hop {
 
 /**
  * Opens the URI for streaming. Redirects are followed manually (at most maxRedirects) and each
- * target is re-validated. Non-2xx → WebSourceHttpError. The body iterator throws if fewer or
- * more bytes arrive than Content-Length said, and if no byte arrives for readTimeoutMs.
+ * target is re-validated; `originHeaders` go only to the URI's own origin. Non-2xx →
+ * WebSourceHttpError. The body iterator throws if fewer or more bytes arrive than
+ * Content-Length said, and if no byte arrives for readTimeoutMs.
  */
-export async function openWebSource(uri: string, options: WebSourceOptions): Promise<WebSource> {
+export async function openWebSource(
+  uri: string,
+  options: WebSourceOptions,
+  originHeaders: Readonly<Record<string, string>> = {},
+): Promise<WebSource> {
+  const origin = new URL(uri).origin;
   let current = uri;
   for (let redirects = 0; ; redirects += 1) {
     const target = await resolveImportUri(current, options);
-    const hop = await send(current, target, options);
+    // Headers such as a token go to the URI's own origin only, never after a redirect away.
+    const extra = target.url.origin === origin ? originHeaders : {};
+    const hop = await send(current, target, options, extra);
     const location = redirectLocation(hop.response);
     if (location === null) return openBody(hop, options);
     await closeHop(hop);
@@ -91,6 +99,7 @@ async function send(
   uri: string,
   target: ValidatedImportUri,
   options: WebSourceOptions,
+  extraHeaders: Readonly<Record<string, string>>,
 ): Promise<Hop> {
   if (!FETCHABLE_PROTOCOLS.has(target.url.protocol)) {
     throw new InvalidInputError(`web-download cannot fetch ${target.url.protocol} URIs`);
@@ -98,6 +107,7 @@ async function send(
   const { url, authorization } = withoutCredentials(target.url);
   const agent = pinnedAgent(target.addresses, options.connectTimeoutMs);
   const headers: Record<string, string> = {
+    ...extraHeaders,
     // The bytes are the image: a content encoding such as gzip would change them.
     'accept-encoding': 'identity',
     'user-agent': 'glimpse-web-download',

@@ -12,6 +12,7 @@ import { isPlainObject } from '../domain/image-input.js';
 import type { TaskRecord } from '../domain/task.js';
 import type { ProjectQuotas } from '../quota/project-quotas.js';
 import type { StoreRegistry } from '../stores/registry.js';
+import type { RemoteImageRef } from '../import/remote-glance.js';
 import type { ImageAccess } from './image-access.js';
 import type { ImportLock } from './import-lock.js';
 
@@ -29,7 +30,15 @@ export interface ImportSettings {
   readonly enabledMethods: readonly string[];
   /** Throws InvalidInputError when a web-download URI may not be fetched. */
   readonly validateUri: (uri: string) => Promise<void>;
+  /**
+   * glance-download: why the caller may not import the remote image (asked with the caller's
+   * token), or null when it may. Absent when glance-download is not offered.
+   */
+  readonly remoteRefusal?: (ref: RemoteImageRef, callerToken: string) => Promise<string | null>;
 }
+
+/** Task input key: why a glance-download may not go ahead; the task fails with it. */
+export const REMOTE_REFUSAL = 'remote_refusal';
 
 export class ImportService {
   constructor(
@@ -74,6 +83,7 @@ export class ImportService {
     const { image, target } = await this.access.find(context, imageId);
     const method = request.method.name;
     checkStatus(image, method);
+    const remote = method === 'glance-download' ? remoteImageOf(request.method) : null;
     this.access.enforce(method === 'copy-image' ? 'copy_image' : 'modify_image', context, target);
 
     const stores = this.#targetStores(image, request);
@@ -90,8 +100,20 @@ export class ImportService {
     }
 
     const task = newImportTask(context, image, request, stores);
+    if (remote) {
+      // As upstream, a remote image the caller cannot have still gets a 202; its task fails.
+      const refusal = await this.#remoteRefusal(context, remote);
+      if (refusal !== null) task.input[REMOTE_REFUSAL] = refusal;
+    }
     await this.lock.queue(image.id, task);
     return task.id;
+  }
+
+  async #remoteRefusal(context: RequestContext, ref: RemoteImageRef): Promise<string | null> {
+    const check = this.settings.remoteRefusal;
+    if (!check) throw new InvalidInputError("Unknown import method name 'glance-download'.");
+    if (!context.authToken) return 'glance-download needs the caller to send a Keystone token';
+    return check(ref, context.authToken);
   }
 
   /**
@@ -153,6 +175,32 @@ function requestedStores(
   return stores;
 }
 
+/**
+ * The remote image a glance-download names, with upstream's checks; the interface defaults to
+ * public and is written back into the request, as upstream records it.
+ */
+function remoteImageOf(method: ImportRequest['method']): RemoteImageRef {
+  for (const field of ['glance_region', 'glance_image_id']) {
+    if (!(field in method)) {
+      throw new InvalidInputError(`'${field}' needs to be set for glance-download import method`);
+    }
+  }
+  const imageId = method.glance_image_id;
+  if (typeof imageId !== 'string' || !UUID_LIKE.test(imageId)) {
+    throw new InvalidInputError(`Remote image id does not look like a UUID: ${String(imageId)}`);
+  }
+  method.glance_service_interface ??= 'public';
+  const { glance_region: region, glance_service_interface: face } = method;
+  if (typeof region !== 'string' || typeof face !== 'string') {
+    throw new InvalidInputError('glance_region and glance_service_interface must be strings');
+  }
+  return { region, imageId: imageId.toLowerCase(), interface: face };
+}
+
+/** What Python's uuid.UUID accepts: 32 hex digits, hyphens anywhere between groups. */
+const UUID_LIKE =
+  /^(urn:uuid:)?\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?$/i;
+
 function checkStatus(image: ImageRecord, method: string): void {
   if (image.status === 'active' && method !== 'copy-image') {
     throw new ConflictError('Image with status active cannot be target for import');
@@ -160,7 +208,7 @@ function checkStatus(image: ImageRecord, method: string): void {
   if (image.status !== 'active' && method === 'copy-image') {
     throw new ConflictError('Only images with status active can be targeted for copying');
   }
-  if (image.status !== 'queued' && method === 'web-download') {
+  if (image.status !== 'queued' && (method === 'web-download' || method === 'glance-download')) {
     throw new ConflictError(`Image needs to be in 'queued' state to use '${method}' method`);
   }
   if (image.status !== 'uploading' && method === 'glance-direct') {

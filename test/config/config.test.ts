@@ -91,6 +91,7 @@ describe('configuration', () => {
       [{ enabled_backends: ['a:file', 'a:file'], default_backend: 'a' }, /repeats 'a'/],
       [{ enabled_backends: ['os_glance_x:file'], default_backend: 'os_glance_x' }, /reserved/],
       [{ default_backend: 'a' }, /needs enabled_backends/],
+      [{ enabled_import_methods: ['glance-download'] }, /glance-download needs auth_strategy/],
       [
         { enabled_backends: ['a:file'], default_backend: 'a', store_options: { b: {} } },
         /'store_options' names 'b'/,

@@ -38,6 +38,8 @@ export interface ServerOptions {
   readonly dataDir?: string;
   /** Further GLIMPSE_* settings (GLIMPSE_DATABASE_URL, ...). */
   readonly env?: Readonly<Record<string, string>>;
+  /** The port to listen on, when it must be a known one; a free one otherwise. */
+  readonly port?: number;
 }
 
 export interface CommandResult {
@@ -51,7 +53,7 @@ export interface CommandResult {
 
 /** Starts `node dist/src/main.js` on a free port and waits until it answers HTTP. */
 export async function startServer(options: ServerOptions = {}): Promise<ServerProcess> {
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'glimpse-e2e-')));
   // Settings inherited from a developer's shell must not change what the test runs against.
   const env: NodeJS.ProcessEnv = {

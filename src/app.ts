@@ -48,6 +48,8 @@ import { StoreCleanup } from './services/store-cleanup.js';
 import { WriteRecovery } from './services/write-recovery.js';
 import { buildStores } from './stores/build.js';
 import { LocationImportFlow } from './import/location-flow.js';
+import { LegacyImportFlow } from './import/legacy-flow.js';
+import type { FileStore } from './stores/file/file-store.js';
 import { viewsNeedLocations } from './http/image-view.js';
 
 export interface Application {
@@ -179,6 +181,47 @@ function loadPropertyProtections(
   }
 }
 
+/** What the task handlers are built from. */
+interface TaskHandlerDeps {
+  readonly images: ImageRepository;
+  readonly data: ImageDataService;
+  readonly locations: LocationService;
+  readonly staging: FileStore;
+  readonly webSource: WebSourceOptions;
+  readonly remoteGlance: RemoteGlance | null;
+  readonly workerId: string;
+  readonly logger: Logger;
+}
+
+/** The handler of each task type: imports, location imports and legacy import tasks. */
+function taskHandlers(config: Config, deps: TaskHandlerDeps) {
+  const { images, data, logger } = deps;
+  const importFlow = new ImportFlow(
+    images,
+    data,
+    (uri) => openWebSource(uri, deps.webSource),
+    {
+      plugins: createPlugins(config.image_import_plugins, pluginSettings(config)),
+      stagingPath: (id) => deps.staging.filePath(id),
+      sizeCap: config.image_size_cap,
+    },
+    logger,
+    deps.remoteGlance,
+    config.glance_download_extra_properties,
+  );
+  return {
+    api_image_import: importFlow,
+    import: new LegacyImportFlow(importFlow, images, data, logger),
+    location_import: new LocationImportFlow(
+      images,
+      deps.locations,
+      data,
+      { hashingAlgorithm: config.hashing_algorithm, workerId: deps.workerId },
+      logger,
+    ),
+  };
+}
+
 export async function buildApplication(config: Config, logger: Logger): Promise<Application> {
   const workerId = randomUUID();
   const repositories = openRepositories({
@@ -239,35 +282,27 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
 
   const authenticator = buildAuthenticator(config);
   const members = new MemberService(access, repositories.members, config.image_member_quota);
-  const tasks = new TaskService(access, repositories.tasks);
   const webSource = webSourceOptions(config);
   const remoteGlance = config.enabled_import_methods.includes('glance-download')
     ? new RemoteGlance(new KeystoneClient(keystoneService(config)), webSource)
     : null;
+  const tasks = new TaskService(access, repositories.tasks, {
+    createImage: (context, request) => images.create(context, request),
+    lock: importLock,
+    validateUri: (uri) => validateImportUri(uri, webSource),
+  });
   const runner = new TaskRunner(
     repositories.tasks,
-    {
-      api_image_import: new ImportFlow(
-        repositories.images,
-        data,
-        (uri) => openWebSource(uri, webSource),
-        {
-          plugins: createPlugins(config.image_import_plugins, pluginSettings(config)),
-          stagingPath: (id) => staging.filePath(id),
-          sizeCap: config.image_size_cap,
-        },
-        logger,
-        remoteGlance,
-        config.glance_download_extra_properties,
-      ),
-      location_import: new LocationImportFlow(
-        repositories.images,
-        locations,
-        data,
-        { hashingAlgorithm: config.hashing_algorithm, workerId },
-        logger,
-      ),
-    },
+    taskHandlers(config, {
+      images: repositories.images,
+      data,
+      locations,
+      staging,
+      webSource,
+      remoteGlance,
+      workerId,
+      logger,
+    }),
     {
       workerId,
       concurrency: config.task_workers,

@@ -102,6 +102,8 @@ export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyIn
     taskRoutes(deps.tasks, {
       limitDefault: config.limit_param_default,
       limitMax: config.api_limit_max,
+      publicEndpoint: config.public_endpoint,
+      formats: { diskFormats: config.disk_formats, containerFormats: config.container_formats },
     }),
   );
   await app.register(

@@ -1,9 +1,16 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
+import { InvalidInputError } from '../../domain/errors.js';
+import { ImageSchemaValidator, isPlainObject, parseCreateBody } from '../../domain/image-input.js';
 import type { TaskRecord } from '../../domain/task.js';
 import { CALLER_ROLES } from '../../services/imports.js';
-import { parseTaskListQuery, type TaskService } from '../../services/tasks.js';
+import {
+  parseTaskCreateBody,
+  parseTaskListQuery,
+  type TaskService,
+} from '../../services/tasks.js';
 import { isoSeconds } from '../image-view.js';
+import { parseJsonBody } from '../json-body.js';
 import { refuseBody, resource } from '../resource.js';
 import { queryPairs } from './images.js';
 
@@ -68,11 +75,18 @@ function taskView(task: TaskRecord): Record<string, unknown> {
   };
 }
 
+export interface TaskRouteOptions {
+  readonly limitDefault: number;
+  readonly limitMax: number;
+  /** Base of the Location header; empty: taken from the request. */
+  readonly publicEndpoint: string;
+  /** Accepted disk and container formats, for the image a legacy import creates. */
+  readonly formats: ConstructorParameters<typeof ImageSchemaValidator>[0];
+}
+
 /** GET /v2/images/{id}/tasks and the admin-only tasks API. */
-export function taskRoutes(
-  tasks: TaskService,
-  limits: { limitDefault: number; limitMax: number },
-) {
+export function taskRoutes(tasks: TaskService, limits: TaskRouteOptions) {
+  const imageSchema = new ImageSchemaValidator(limits.formats);
   const forImage = async (request: FastifyRequest<IdParams>) => {
     refuseBody(request);
     const found = await tasks.forImage(request.glimpse, request.params.id);
@@ -98,6 +112,28 @@ export function taskRoutes(
     return body;
   };
 
+  const create = async (request: FastifyRequest, reply: FastifyReply) => {
+    // As upstream, access is checked before the body is looked at.
+    tasks.checkAccess(request.glimpse);
+    const { input } = parseTaskCreateBody(parseJsonBody(request.body));
+    const importFrom = input.import_from;
+    if (typeof importFrom !== 'string' || importFrom === '') {
+      throw new InvalidInputError(`Invalid location: ${String(importFrom)}`);
+    }
+    const properties = input.image_properties ?? {};
+    if (!isPlainObject(properties)) throw new InvalidInputError('Invalid image_properties');
+    const task = await tasks.createImport(request.glimpse, {
+      importFrom,
+      image: parseCreateBody(properties, imageSchema),
+      input,
+    });
+    const base = limits.publicEndpoint || `${request.protocol}://${request.host}`;
+    return reply
+      .code(201)
+      .header('location', `${base.replace(/\/+$/, '')}/v2/tasks/${task.id}`)
+      .send(taskView(task));
+  };
+
   const show = async (request: FastifyRequest<IdParams>) => {
     refuseBody(request);
     return taskView(await tasks.show(request.glimpse, request.params.id));
@@ -105,7 +141,7 @@ export function taskRoutes(
 
   return async (app: FastifyInstance): Promise<void> => {
     resource(app, '/v2/images/:id/tasks', { GET: forImage });
-    resource(app, '/v2/tasks', { GET: list });
+    resource(app, '/v2/tasks', { GET: list, POST: create });
     resource(app, '/v2/tasks/:id', { GET: show });
   };
 }

@@ -38,6 +38,8 @@ export interface ImageRecord {
   checksum: string | null;
   os_hash_algo: string | null;
   os_hash_value: string | null;
+  /** CRC-32 of the data (8 hex digits), for checking downloads; internal, never shown. */
+  data_crc32: string | null;
   owner: string | null;
   size: number | null;
   virtual_size: number | null;

@@ -258,7 +258,12 @@ export class ImportFlow implements TaskHandler {
   }
 }
 
-const NO_HASHES = { checksum: null, os_hash_algo: null, os_hash_value: null } as const;
+const NO_HASHES = {
+  checksum: null,
+  os_hash_algo: null,
+  os_hash_value: null,
+  data_crc32: null,
+} as const;
 
 /** The formats and properties of `before`, keeping the bookkeeping of `image`. */
 function restoreDescription(image: ImageRecord, before: ImageRecord): ImageRecord {

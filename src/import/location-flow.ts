@@ -66,6 +66,7 @@ export class LocationImportFlow implements TaskHandler {
           checksum: null,
           os_hash_algo: null,
           os_hash_value: null,
+          data_crc32: null,
           updated_at: now(),
         });
       }
@@ -110,7 +111,12 @@ export class LocationImportFlow implements TaskHandler {
 
   async #finish(
     image: ImageRecord,
-    hashes: { size: number; checksum: string | null; hashValue: string | null },
+    hashes: {
+      size: number;
+      checksum: string | null;
+      hashValue: string | null;
+      crc32: string | null;
+    },
     algo: string,
   ): Promise<void> {
     const properties = withoutHashHost(image.properties);
@@ -121,6 +127,7 @@ export class LocationImportFlow implements TaskHandler {
       checksum: hashes.checksum,
       os_hash_algo: algo,
       os_hash_value: hashes.hashValue,
+      data_crc32: hashes.crc32,
       properties,
       updated_at: now(),
     };

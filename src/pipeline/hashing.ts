@@ -1,6 +1,7 @@
 /**
- * Checksums of image data computed while it streams: MD5 (Glance's `checksum`) and the
- * multihash algorithm (`os_hash_algo`, `os_hash_value`).
+ * Checksums of image data computed while it streams: MD5 (Glance's `checksum`), the
+ * multihash algorithm (`os_hash_algo`, `os_hash_value`), and a CRC-32, which costs little to
+ * compute again and so lets downloads be checked at full speed.
  *
  * MD5 and SHA-512 together top out near 400 MB/s on one core, below what an upload can deliver,
  * so each algorithm runs on its own worker thread. Workers form a small process-wide pool; every
@@ -17,11 +18,13 @@
  *
  * Memory stays bounded: a hasher has at most MAX_BLOCKS_IN_FLIGHT blocks posted and not yet
  * hashed by both workers, plus the one it is filling; `update()` returns a promise while it
- * waits for room.
+ * waits for room. All hashers together have at most SHARED_BLOCKS_IN_FLIGHT beyond the first
+ * of each, so many concurrent uploads share the read-ahead instead of each holding its own.
  */
 import { createHash, getHashes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { crc32 } from 'node:zlib';
 
 import { InvalidInputError } from '../domain/errors.js';
 
@@ -34,6 +37,9 @@ export interface StreamHashes {
 
   /** Digest of the second algorithm, lowercase hex. */
   value: string;
+
+  /** CRC-32 (zlib's) of the data, 8 lowercase hex digits. */
+  crc32: string;
 }
 
 export interface StreamHasher {
@@ -53,9 +59,11 @@ export interface StreamHasher {
 
 const BLOCK_SIZE = 1024 * 1024;
 const MAX_BLOCKS_IN_FLIGHT = 4;
+/** Blocks in flight in the whole process beyond each hasher's first. */
+const SHARED_BLOCKS_IN_FLIGHT = 8;
 
 /** Blocks kept for reuse once released; beyond this they are left to the garbage collector. */
-const MAX_FREE_BLOCKS = 16;
+const MAX_FREE_BLOCKS = 32;
 
 /**
  * Payloads up to this size are hashed in-thread at `digest()`: hashing 64 KiB with both
@@ -74,13 +82,14 @@ const WORKER_SOURCE = `
 'use strict';
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
+const { crc32 } = require('node:zlib');
 const lanes = new Map();
 
 function open(m) {
   try {
-    lanes.set(m.id, { hash: createHash(m.algo), error: null });
+    lanes.set(m.id, { hash: createHash(m.algo), crc: m.crc ? 0 : null, error: null });
   } catch (err) {
-    lanes.set(m.id, { hash: null, error: String(err && err.message) });
+    lanes.set(m.id, { hash: null, crc: null, error: String(err && err.message) });
   }
 }
 
@@ -88,7 +97,9 @@ function data(m) {
   const lane = lanes.get(m.id);
   if (lane !== undefined && lane.hash !== null) {
     try {
-      lane.hash.update(new Uint8Array(m.block, 0, m.length));
+      const view = new Uint8Array(m.block, 0, m.length);
+      lane.hash.update(view);
+      if (lane.crc !== null) lane.crc = crc32(view, lane.crc);
     } catch (err) {
       lane.hash = null;
       lane.error = String(err && err.message);
@@ -101,7 +112,8 @@ function digest(m) {
   const lane = lanes.get(m.id);
   lanes.delete(m.id);
   if (lane !== undefined && lane.hash !== null) {
-    parentPort.postMessage({ op: 'done', id: m.id, hex: lane.hash.digest('hex') });
+    const crc = lane.crc === null ? null : lane.crc.toString(16).padStart(8, '0');
+    parentPort.postMessage({ op: 'done', id: m.id, hex: lane.hash.digest('hex'), crc });
   } else {
     const message = lane === undefined ? 'unknown hash lane' : lane.error;
     parentPort.postMessage({ op: 'fail', id: m.id, message });
@@ -122,7 +134,7 @@ parentPort.on('message', (m) => {
 `;
 
 type WorkerRequest =
-  | { op: 'open'; id: number; algo: string }
+  | { op: 'open'; id: number; algo: string; crc: boolean }
   | { op: 'data'; id: number; block: SharedArrayBuffer; length: number }
   | { op: 'digest'; id: number }
   | { op: 'close'; id: number };
@@ -130,14 +142,14 @@ type WorkerRequest =
 /** A bare number acknowledges one data block of that lane; it is the hot message. */
 type WorkerReply =
   | number
-  | { op: 'done'; id: number; hex: string }
+  | { op: 'done'; id: number; hex: string; crc: string | null }
   | { op: 'fail'; id: number; message: string }
   | { op: 'closed'; id: number };
 
 /** What a worker reports back about one lane. */
 interface LaneListener {
   acked(): void;
-  finished(hex: string): void;
+  finished(hex: string, crc: string | null): void;
   failed(error: Error): void;
 }
 
@@ -152,6 +164,18 @@ function acquireBlock(): SharedArrayBuffer {
 
 function releaseBlock(block: SharedArrayBuffer): void {
   if (freeBlocks.length < MAX_FREE_BLOCKS) freeBlocks.push(block);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shared read-ahead budget
+
+/** Blocks in flight beyond the first of each hasher, over all hashers. */
+let sharedInFlight = 0;
+/** Hashers waiting for the shared budget, first come first served. */
+const budgetWaiters: Array<() => void> = [];
+
+function wakeBudgetWaiter(): void {
+  budgetWaiters.shift()?.();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,9 +202,10 @@ class HashWorker {
     return this.lanes.size;
   }
 
-  open(id: number, algo: string, listener: LaneListener): void {
+  /** Opens a lane hashing `algo`, and computing the CRC-32 too when `crc` is set. */
+  open(id: number, algo: string, crc: boolean, listener: LaneListener): void {
     this.lanes.set(id, listener);
-    this.post({ op: 'open', id, algo }, false);
+    this.post({ op: 'open', id, algo, crc }, false);
   }
 
   data(id: number, block: SharedArrayBuffer, length: number): void {
@@ -218,7 +243,7 @@ class HashWorker {
 
     const listener = this.lanes.get(reply.id);
     this.lanes.delete(reply.id);
-    if (reply.op === 'done') listener?.finished(reply.hex);
+    if (reply.op === 'done') listener?.finished(reply.hex, reply.crc);
     else if (reply.op === 'fail') listener?.failed(new Error(reply.message));
   }
 
@@ -303,12 +328,16 @@ interface InFlightBlock {
 
   /** Lanes that have not yet hashed it. */
   pending: number;
+
+  /** Whether it counts against the shared budget. */
+  shared: boolean;
 }
 
 interface Lane {
   worker: HashWorker;
   queue: InFlightBlock[];
   hex: string | null;
+  crc: string | null;
   done: boolean;
 }
 
@@ -415,6 +444,9 @@ class ParallelHasher implements StreamHasher {
         if (this.inFlight >= MAX_BLOCKS_IN_FLIGHT) {
           return this.waitForRoom().then(() => this.write(chunk, offset));
         }
+        if (this.inFlight > 0 && sharedInFlight >= SHARED_BLOCKS_IN_FLIGHT) {
+          return this.waitForBudget().then(() => this.write(chunk, offset));
+        }
         this.current = acquireBlock();
       }
 
@@ -431,6 +463,22 @@ class ParallelHasher implements StreamHasher {
     this.total += count;
     if (this.filled === BLOCK_SIZE) this.dispatch();
     return count;
+  }
+
+  /** Waits until the shared budget or this hasher's own blocks free up, whichever first. */
+  private waitForBudget(): Promise<void> {
+    return new Promise((resolve) => {
+      let done = false;
+      const wake = () => {
+        if (done) return;
+        done = true;
+        const index = budgetWaiters.indexOf(wake);
+        if (index >= 0) budgetWaiters.splice(index, 1);
+        resolve();
+      };
+      budgetWaiters.push(wake);
+      this.roomWaiter = wake;
+    });
   }
 
   private waitForRoom(): Promise<void> {
@@ -454,8 +502,10 @@ class ParallelHasher implements StreamHasher {
 
     if (this.lanes.length === 0) this.openLanes();
 
-    const entry: InFlightBlock = { block, pending: this.lanes.length };
+    const shared = this.inFlight > 0;
+    const entry: InFlightBlock = { block, pending: this.lanes.length, shared };
     this.inFlight++;
+    if (shared) sharedInFlight++;
     for (const lane of this.lanes) {
       lane.queue.push(entry);
       lane.worker.data(this.id, block, length);
@@ -465,8 +515,9 @@ class ParallelHasher implements StreamHasher {
   private openLanes(): void {
     const algos = ['md5', this.algo];
     this.lanes = pickWorkers().map((worker, index) => {
-      const lane: Lane = { worker, queue: [], hex: null, done: false };
-      worker.open(this.id, algos[index] ?? 'md5', this.listenerFor(lane));
+      const lane: Lane = { worker, queue: [], hex: null, crc: null, done: false };
+      // The CRC rides with the second algorithm: MD5 and SHA-512 cost about the same.
+      worker.open(this.id, algos[index] ?? 'md5', index === 1, this.listenerFor(lane));
       return lane;
     });
   }
@@ -474,7 +525,7 @@ class ParallelHasher implements StreamHasher {
   private listenerFor(lane: Lane): LaneListener {
     return {
       acked: () => this.acked(lane),
-      finished: (hex) => this.laneFinished(lane, hex),
+      finished: (hex, crc) => this.laneFinished(lane, hex, crc),
       failed: (error) => this.laneFailed(lane, error),
     };
   }
@@ -490,11 +541,16 @@ class ParallelHasher implements StreamHasher {
 
     releaseBlock(entry.block);
     this.inFlight--;
+    if (entry.shared) {
+      sharedInFlight--;
+      wakeBudgetWaiter();
+    }
     this.wakeWriter();
   }
 
-  private laneFinished(lane: Lane, hex: string): void {
+  private laneFinished(lane: Lane, hex: string, crc: string | null): void {
     lane.hex = hex;
+    lane.crc = crc;
     lane.done = true;
     this.resolveIfComplete();
   }
@@ -536,18 +592,19 @@ class ParallelHasher implements StreamHasher {
     const bytes = data.subarray(0, this.filled);
     const md5 = createHash('md5').update(bytes).digest('hex');
     const value = createHash(this.algo).update(bytes).digest('hex');
+    const crc = crc32Hex(crc32(bytes));
 
     this.dropCurrent();
     this.state = 'finished';
-    this.result?.resolve({ md5, algo: this.algo, value });
+    this.result?.resolve({ md5, algo: this.algo, value, crc32: crc });
   }
 
   private resolveIfComplete(): void {
     const [md5, other] = this.lanes;
-    if (!md5?.hex || !other?.hex || this.state !== 'digesting') return;
+    if (!md5?.hex || !other?.hex || !other.crc || this.state !== 'digesting') return;
 
     this.state = 'finished';
-    this.result?.resolve({ md5: md5.hex, algo: this.algo, value: other.hex });
+    this.result?.resolve({ md5: md5.hex, algo: this.algo, value: other.hex, crc32: other.crc });
   }
 
   private dropCurrent(): void {
@@ -565,8 +622,13 @@ class ParallelHasher implements StreamHasher {
   }
 }
 
+/** A CRC-32 as stored and compared: 8 lowercase hex digits. */
+export function crc32Hex(value: number): string {
+  return value.toString(16).padStart(8, '0');
+}
+
 /**
- * Starts hashing one stream with MD5 and `algo`.
+ * Starts hashing one stream with MD5, `algo` and CRC-32.
  *
  * @throws InvalidInputError when `algo` is not a digest this runtime can compute.
  */

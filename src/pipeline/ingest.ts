@@ -28,6 +28,8 @@ export interface IngestResult {
   readonly checksum: string | null;
   readonly hashAlgo: string | null;
   readonly hashValue: string | null;
+  /** CRC-32 of the data, when it was hashed. */
+  readonly crc32: string | null;
   readonly verdict: FormatVerdict | null;
 }
 
@@ -56,6 +58,7 @@ export async function ingest(
       checksum: hashes?.md5 ?? null,
       hashAlgo: hashes?.algo ?? null,
       hashValue: hashes?.value ?? null,
+      crc32: hashes?.crc32 ?? null,
       verdict: inspector && options.inspectAs ? inspector.finish(options.inspectAs) : null,
     };
   } catch (error) {

@@ -245,7 +245,8 @@ export class ImageDataService implements ImageDataRemover {
       hashAlgo,
       inspectAs: null,
     }).finally(() => source.destroy());
-    return { size: result.size, checksum: result.checksum, hashValue: result.hashValue };
+    const { size, checksum, hashValue, crc32 } = result;
+    return { size, checksum, hashValue, crc32 };
   }
 
   /**
@@ -506,6 +507,7 @@ function withCopy(
     checksum: result.checksum,
     os_hash_algo: result.hashAlgo,
     os_hash_value: result.hashValue,
+    data_crc32: result.crc32,
     locations: [...image.locations, { url, metadata: { store: storeId }, status: 'active' }],
     updated_at: now(),
   };

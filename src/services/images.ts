@@ -110,6 +110,7 @@ export class ImageService {
       checksum: null,
       os_hash_algo: null,
       os_hash_value: null,
+      data_crc32: null,
       size: null,
       virtual_size: null,
       container_format: null,

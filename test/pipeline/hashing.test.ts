@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
+import { crc32 } from 'node:zlib';
 
 import { InvalidInputError } from '../../src/domain/errors.js';
 import { closeHashPool, createStreamHasher } from '../../src/pipeline/hashing.js';
@@ -13,6 +14,7 @@ function expected(data: Buffer, algo = 'sha512'): StreamHashes {
     md5: createHash('md5').update(data).digest('hex'),
     algo,
     value: createHash(algo).update(data).digest('hex'),
+    crc32: crc32(data).toString(16).padStart(8, '0'),
   };
 }
 

@@ -11,6 +11,7 @@ import { SqlTaskRepository } from './task-repository.js';
 import { createImageTables } from './migrations/0001-images.js';
 import { createImageDataTables } from './migrations/0002-image-data.js';
 import { createTaskTables } from './migrations/0003-tasks.js';
+import { addDataCrc } from './migrations/0004-data-crc.js';
 import type { Tables } from './tables.js';
 import { SqlDataWriteRegistry } from './write-registry.js';
 
@@ -29,6 +30,7 @@ function migrationsFor(dialect: DatabaseDialect): Record<string, Migration> {
     '0001-images': createImageTables(dialect.name),
     '0002-image-data': createImageDataTables,
     '0003-tasks': createTaskTables,
+    '0004-data-crc': addDataCrc,
   };
 }
 

@@ -15,6 +15,7 @@ export interface ImagesTable {
   checksum: string | null;
   os_hash_algo: string | null;
   os_hash_value: string | null;
+  data_crc32: string | null;
   owner: string | null;
   size: number | null;
   virtual_size: number | null;

@@ -71,6 +71,7 @@ export function imageDataRoutes({ data, verifyDownloads }: ImageDataRouteOptions
       md5: image.checksum,
       algo: image.os_hash_algo,
       value: image.os_hash_value,
+      crc32: image.data_crc32,
     });
     pipeline(stream, checked).catch((error: unknown) => {
       request.log.error(

@@ -10,6 +10,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { constants } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -22,6 +23,7 @@ import { pathToFileURL } from 'node:url';
 import { request } from 'undici';
 
 import { closeHashPool, createStreamHasher } from '../src/pipeline/hashing.js';
+import { releaseAlignedBlock, takeAlignedBlock } from '../src/stores/file/aligned-blocks.js';
 
 export interface MachineLimits {
   /** Bytes pushed through each measurement. */
@@ -47,6 +49,12 @@ export interface MachineLimits {
 
   /** Sequential writes of 1 MiB, closed without fsync (page cache). */
   diskWriteUnflushed: number;
+
+  /** Sequential O_DIRECT writes of 1 MiB, then fsync: how the file store writes. */
+  diskWriteDirect: number;
+
+  /** Sequential O_DIRECT reads of 1 MiB, two in flight: how the file store reads images. */
+  diskReadDirect: number;
 }
 
 const MiB = 1024 * 1024;
@@ -188,6 +196,51 @@ async function diskWrite(dir: string, bytes: number, flush: boolean): Promise<nu
   return result;
 }
 
+/** Writes with O_DIRECT from aligned memory, flushed at the end; the file is kept for reading. */
+async function diskWriteDirect(path: string, bytes: number): Promise<number> {
+  const block = takeAlignedBlock(MiB);
+  const started = process.hrtime.bigint();
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_DIRECT;
+  const file = await open(path, flags);
+  try {
+    for (let sent = 0; sent < bytes; sent += MiB) {
+      chunkAt(sent, MiB, bytes).copy(block);
+      await file.write(block, 0, MiB, sent);
+    }
+    await file.sync();
+  } finally {
+    await file.close();
+    releaseAlignedBlock(block);
+  }
+  return rate(bytes, started);
+}
+
+/** Reads the file with O_DIRECT, two 1 MiB reads in flight, as the file store does. */
+async function diskReadDirect(path: string, bytes: number): Promise<number> {
+  const blocks = [takeAlignedBlock(MiB), takeAlignedBlock(MiB)];
+  const started = process.hrtime.bigint();
+  const file = await open(path, constants.O_RDONLY | constants.O_DIRECT);
+  try {
+    for (let at = 0; at < bytes; at += 2 * MiB) {
+      await Promise.all(blocks.map((block, i) => file.read(block, 0, MiB, at + i * MiB)));
+    }
+  } finally {
+    await file.close();
+    for (const block of blocks) releaseAlignedBlock(block);
+  }
+  return rate(bytes, started);
+}
+
+async function directDisk(dir: string, bytes: number) {
+  const path = join(dir, 'direct.bin');
+  try {
+    const write = await diskWriteDirect(path, bytes);
+    return { diskWriteDirect: write, diskReadDirect: await diskReadDirect(path, bytes) };
+  } finally {
+    await rm(path, { force: true });
+  }
+}
+
 type Rates = Omit<MachineLimits, 'bytes'>;
 
 async function measureRound(work: string, bytes: number): Promise<Rates> {
@@ -200,11 +253,12 @@ async function measureRound(work: string, bytes: number): Promise<Rates> {
 
   const diskWriteUnflushed = await diskWrite(work, bytes, false);
   const diskWriteFlushed = await diskWrite(work, bytes, true);
+  const direct = await directDisk(work, bytes);
 
   return {
     ...{ md5, sha512, md5AndSha512, parallelHasher },
     ...{ httpUpload: http.upload, httpDownload: http.download },
-    ...{ diskWriteFlushed, diskWriteUnflushed },
+    ...{ diskWriteFlushed, diskWriteUnflushed, ...direct },
   };
 }
 

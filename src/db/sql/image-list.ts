@@ -50,10 +50,12 @@ export function whereListed(
   scope: ListScope,
   marker: ImageRecord | null,
 ): Condition {
+  // Constants are literals, not parameters: PostgreSQL then plans a named statement with
+  // them known (a generic plan cannot see that deleted = 0 matches nearly every row).
   const conditions: Condition[] = [
-    eb('images.deleted', '=', 0),
-    eb('images.status', '<>', 'killed'),
-    eb('images.os_hidden', '=', query.osHidden ? 1 : 0),
+    eb('images.deleted', '=', sql.lit(0)),
+    eb('images.status', '<>', sql.lit('killed')),
+    eb('images.os_hidden', '=', sql.lit(query.osHidden ? 1 : 0)),
     inScope(eb, query, scope),
     ...filterConditions(eb, query),
   ];
@@ -77,12 +79,12 @@ function inScope(eb: Builder, query: ImageListQuery, scope: ListScope): Conditio
   const visibility = query.visibility;
   const own = (): Condition =>
     scope.projectId === null ? NEVER : eb('images.owner', '=', scope.projectId);
-  const is = (value: string): Condition => eb('images.visibility', '=', value);
+  const is = (value: string): Condition => eb('images.visibility', '=', sql.lit(value));
 
   if (scope.isAdmin) {
     if (visibility === 'all') return ALWAYS;
     if (visibility !== null) return is(visibility);
-    return eb.or([eb('images.visibility', '<>', 'community'), own()]);
+    return eb.or([eb('images.visibility', '<>', sql.lit('community')), own()]);
   }
 
   const sharedWithMe = (): Condition =>

@@ -82,7 +82,8 @@ export class SqlImageRepository implements ImageRepository {
     );
     for (const { key, dir } of query.sort) select = select.orderBy(sortExpression(key), dir);
 
-    const rows = await select.limit(query.limit).execute();
+    // A literal limit lets PostgreSQL plan a named statement for a page, not for any size.
+    const rows = await select.limit(sql.lit(query.limit)).execute();
     return rows.map(withDetails);
   }
 

@@ -1,6 +1,7 @@
 /**
- * Runs the real server (`node dist/src/main.js`) as a child process, the way an operator
- * would, so that the figures include Fastify, logging and the database driver as deployed.
+ * Runs the real server as a child process, the way an operator would (`npm start` runs `node
+ * --enable-source-maps dist/glimpse.mjs`), so that the figures include Fastify, logging and
+ * the database driver as deployed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -9,8 +10,10 @@ import { fileURLToPath } from 'node:url';
 
 import { request } from 'undici';
 
-/** Compiled entry point, next to this file's compiled copy (dist/bench → dist/src). */
-const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+/** The bundled server, next to this file's compiled copy (dist/bench → dist). */
+const MAIN = fileURLToPath(new URL('../glimpse.mjs', import.meta.url));
+/** The flags `npm start` gives node. */
+const START_FLAGS = ['--enable-source-maps'];
 
 const POLL_MS = 3;
 const READY_TIMEOUT_MS = 30_000;
@@ -61,7 +64,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const url = `http://127.0.0.1:${port}`;
   const started = performance.now();
   // The data directory is the working directory, so a glimpse.json lying around is not read.
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN], {
+  const child = spawn(process.execPath, [...START_FLAGS, ...(options.nodeArgs ?? []), MAIN], {
     cwd: options.dataDir,
     env: childEnvironment(port, options),
     stdio: ['ignore', 'ignore', 'pipe'],

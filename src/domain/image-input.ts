@@ -41,14 +41,18 @@ export interface CreateRequest {
 
 /** Validates documents against the image schema served at /v2/schemas/image. */
 export class ImageSchemaValidator {
-  readonly #validate: ValidateFunction;
+  readonly #formats: FormatLists;
+  /** Compiled on first use, which keeps the compilation out of the start-up time. */
+  #validate: ValidateFunction | null = null;
 
   constructor(formats: FormatLists) {
-    const ajv = new Ajv({ strict: false, allErrors: false });
-    this.#validate = ajv.compile(imageSchema(formats));
+    this.#formats = formats;
   }
 
   check(document: Record<string, unknown>): void {
+    this.#validate ??= new Ajv({ strict: false, allErrors: false }).compile(
+      imageSchema(this.#formats),
+    );
     if (this.#validate(document)) return;
 
     const error = this.#validate.errors?.[0];

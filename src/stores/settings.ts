@@ -34,8 +34,10 @@ export type SettingValue<S extends StoreSettingSpecs> = (name: keyof S & string)
 export function settingsChecker<S extends StoreSettingSpecs>(
   specs: S,
 ): (storeId: string, given: Readonly<Record<string, unknown>>) => SettingValue<S> {
-  const validate = compile(specs);
+  // Compiled on first use: most deployments configure one kind of store, or none.
+  let validate: ValidateFunction | null = null;
   return (storeId, given) => {
+    validate ??= compile(specs);
     if (!validate(given)) throw new Error(describeFailure(storeId, validate.errors?.[0]));
     return (name) => given[name] ?? specs[name]?.default ?? null;
   };

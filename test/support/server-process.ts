@@ -1,5 +1,6 @@
 /**
- * Runs Glimpse as a real child process (`node dist/src/main.js`) for end-to-end suites, and
+ * Runs Glimpse as a real child process (dist/glimpse.mjs, the bundle `npm start` runs) for
+ * end-to-end suites, and
  * runs outside commands such as the `glance` CLI of python-glanceclient against it.
  */
 import assert from 'node:assert/strict';
@@ -12,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../glimpse.mjs', import.meta.url));
 const STARTUP_TIMEOUT_MS = 20_000;
 /** How long a process gets to exit after a signal before the next, harder step. */
 const EXIT_TIMEOUT_MS = 10_000;
@@ -51,7 +52,7 @@ export interface CommandResult {
 // ---------------------------------------------------------------------------------------------
 // The server process
 
-/** Starts `node dist/src/main.js` on a free port and waits until it answers HTTP. */
+/** Starts the bundled server on a free port and waits until it answers HTTP. */
 export async function startServer(options: ServerOptions = {}): Promise<ServerProcess> {
   const port = options.port ?? (await freePort());
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'glimpse-e2e-')));
@@ -64,7 +65,10 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerPr
     ...options.env,
   };
 
-  const child = spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--enable-source-maps', MAIN], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   const collect = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-20_000);

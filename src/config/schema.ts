@@ -265,7 +265,9 @@ export const OPTIONS = {
   verify_download_checksum: {
     type: 'boolean',
     default: true,
-    description: 'Check downloaded data against its MD5 while streaming; abort on mismatch.',
+    description:
+      'Check downloaded data while streaming against the CRC-32 recorded at upload (or, for ' +
+      'data recorded without one, its MD5 and os_hash_value); abort on a mismatch.',
   },
   worker_heartbeat_seconds: {
     type: 'integer',

@@ -18,7 +18,7 @@ type IdParams = { Params: { id: string }; Querystring: Record<string, unknown> }
 
 export interface ImageDataRouteOptions {
   readonly data: ImageDataService;
-  /** Check downloads against the stored MD5 while streaming. */
+  /** Check downloads against their recorded checksums while streaming. */
   readonly verifyDownloads: boolean;
 }
 

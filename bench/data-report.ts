@@ -291,8 +291,10 @@ function notes(figures: DataFigures): string {
     '- The data is a fixed pseudo-random 8 MiB buffer read at a different offset for every ' +
       '1 MiB chunk. Its MD5 and SHA-512 were computed before any timing, on two worker ' +
       'threads. After each upload or import the image must be active with that size, ' +
-      '`checksum` and `os_hash_value`; each download is compared byte for byte with the data ' +
-      'sent (so it has the same MD5 and SHA-512), at the cost of a memory comparison.',
+      '`checksum` and `os_hash_value`. A download is timed with a client that only counts ' +
+      "the bytes, as the loopback ceiling's client does; then the same image is downloaded " +
+      'again, untimed, and compared byte for byte with the data sent (so it has the same ' +
+      'MD5 and SHA-512).',
     `- The ${size(sizes.large)} image is the one downloaded; the ${sizes.concurrency} ` +
       `concurrent downloads fetch the ${size(sizes.small)} images just uploaded. The file ` +
       'store writes and reads whole images with O_DIRECT, so downloads read from the disk, ' +

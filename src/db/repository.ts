@@ -38,6 +38,12 @@ export interface ImageRepository {
   get(id: string): Promise<ImageRecord | null>;
 
   /**
+   * The image's own columns only: tags, properties and locations come back empty. Enough to
+   * place a list marker and check who may see it, at a fraction of get()'s cost.
+   */
+  getColumns(id: string): Promise<ImageRecord | null>;
+
+  /**
    * One page of images in the scope, after `marker` (already checked to be visible). Listed
    * images carry locations only when asked (most views do not show them).
    */

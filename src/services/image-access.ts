@@ -31,6 +31,11 @@ export class ImageAccess {
     return ID_SHAPE.test(id) ? this.repo.get(id) : null;
   }
 
+  /** The image's own columns, without tags, properties and locations (see getColumns). */
+  async loadColumns(id: string): Promise<ImageRecord | null> {
+    return ID_SHAPE.test(id) ? this.repo.getColumns(id) : null;
+  }
+
   /**
    * Loads an image for an image-scoped call: missing, invisible, or failing the read policy
    * all give NotFoundError with `notFoundMessage`, so callers cannot probe for images.

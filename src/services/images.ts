@@ -178,8 +178,9 @@ export class ImageService {
     };
   }
 
+  /** The marker's sort keys and visibility are all a page needs of it. */
   async #marker(context: RequestContext, id: string): Promise<ImageRecord> {
-    const image = await this.#access.load(id);
+    const image = await this.#access.loadColumns(id);
     if (!image) throw new InvalidInputError(`Invalid marker. Image ${id} could not be found.`);
 
     const member = await this.#access.isMember(context, image);

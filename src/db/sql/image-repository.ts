@@ -22,11 +22,18 @@ export class SqlImageRepository implements ImageRepository {
    * Kysely query costs about as much as running it.
    */
   readonly #getQuery: CompiledQuery<ImageRow & DetailRows>;
+  readonly #columnsQuery: CompiledQuery<ImageRow>;
 
   constructor(db: Kysely<Tables>, dialect: DatabaseDialect) {
     this.#db = db;
     this.#dialect = dialect;
     this.#getQuery = this.#selectWithDetails(true)
+      .where('images.id', '=', ID_PARAMETER)
+      .where('images.deleted', '=', 0)
+      .compile();
+    this.#columnsQuery = this.#db
+      .selectFrom('images')
+      .selectAll()
       .where('images.id', '=', ID_PARAMETER)
       .where('images.deleted', '=', 0)
       .compile();
@@ -61,12 +68,21 @@ export class SqlImageRepository implements ImageRepository {
   }
 
   async get(id: string): Promise<ImageRecord | null> {
-    const compiled = this.#getQuery;
-    const parameters = compiled.parameters.map((value) => (value === ID_PARAMETER ? id : value));
-    const query: CompiledQuery<ImageRow & DetailRows> = { ...compiled, parameters };
-    const { rows } = await this.#db.executeQuery(query);
-    const row = rows[0];
+    const row = await this.#byId(this.#getQuery, id);
     return row ? withDetails(row) : null;
+  }
+
+  async getColumns(id: string): Promise<ImageRecord | null> {
+    const row = await this.#byId(this.#columnsQuery, id);
+    return row ? toRecord(row, { tags: [], properties: {}, locations: [] }) : null;
+  }
+
+  /** Runs a query compiled once with ID_PARAMETER, for one image id. */
+  async #byId<R>(compiled: CompiledQuery<R>, id: string): Promise<R | undefined> {
+    const parameters = compiled.parameters.map((value) => (value === ID_PARAMETER ? id : value));
+    const query: CompiledQuery<R> = { ...compiled, parameters };
+    const { rows } = await this.#db.executeQuery(query);
+    return rows[0];
   }
 
   async list(

@@ -87,6 +87,7 @@ setup_keystone() { bash "$SCRIPT_DIR/keystone.sh" start; }
 # wrappers and init scripts, which the start script does not use.
 peer_swift() {
   need_python_module swift python3-swift
+  need_python_module keystonemiddleware python3-keystonemiddleware
   need_command memcached memcached
 }
 setup_swift() { bash "$SCRIPT_DIR/swift.sh" start; }

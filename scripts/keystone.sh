@@ -20,8 +20,11 @@
 #   projects alpha and beta, each with users <project>-admin (role admin), <project>-member
 #   (member), <project>-reader (reader) and <project>-norole (no role anywhere, so it cannot
 #   obtain a token scoped to any project); project service with user glimpse holding the roles
-#   service and admin, and reader on the system (to read unified limits); service glance (type image) with public, internal and admin endpoints
-#   http://127.0.0.1:9292 in RegionOne and http://127.0.0.1:9393 in RegionTwo.
+#   service and admin, and reader on the system (to read unified limits); service glance
+#   (type image) with public, internal and admin endpoints http://127.0.0.1:9292 in RegionOne
+#   and http://127.0.0.1:9393 in RegionTwo; service swift (type object-store) with
+#   http://127.0.0.1:8080/v1/KEY_$(project_id)s in RegionOne, the Keystone-authenticated
+#   accounts of scripts/swift.sh.
 #   The bootstrap makes admin imply member and member imply reader, so tokens carry the implied
 #   roles too.
 #
@@ -312,6 +315,8 @@ DOMAIN = "default"
 
 PROJECT_USERS = {"admin": ["admin"], "member": ["member"], "reader": ["reader"], "norole": []}
 IMAGE_ENDPOINTS = {"RegionOne": "http://127.0.0.1:9292", "RegionTwo": "http://127.0.0.1:9393"}
+# The Swift of scripts/swift.sh, whose keystoneauth serves accounts KEY_<project id>.
+OBJECT_STORE_ENDPOINTS = {"RegionOne": "http://127.0.0.1:8080/v1/KEY_$(project_id)s"}
 INTERFACES = ("public", "internal", "admin")
 
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -450,35 +455,45 @@ def ensure_region(region_id, regions):
     if region_id not in regions:
         changes.append(f"created region {region_id}")
         api("POST", "/regions", {"region": {"id": region_id}})
+        regions.add(region_id)
 
 
-def ensure_image_service():
-    for service in api("GET", "/services" + query(type="image"))["services"]:
-        if service.get("name") == "glance":
+def ensure_service(name, service_type, description):
+    for service in api("GET", "/services" + query(type=service_type))["services"]:
+        if service.get("name") == name:
             return service
-    changes.append("created service glance (image)")
-    body = {"name": "glance", "type": "image", "description": "Glimpse", "enabled": True}
+    changes.append(f"created service {name} ({service_type})")
+    body = {"name": name, "type": service_type, "description": description, "enabled": True}
     return api("POST", "/services", {"service": body})["service"]
 
 
 def ensure_endpoint(service, endpoints, region_id, interface, url):
+    kind = service["type"]
     found = [
         endpoint
         for endpoint in endpoints
         if endpoint.get("region_id") == region_id and endpoint["interface"] == interface
     ]
     if not found:
-        changes.append(f"created {interface} image endpoint {url} in {region_id}")
+        changes.append(f"created {interface} {kind} endpoint {url} in {region_id}")
         body = {"service_id": service["id"], "region_id": region_id, "interface": interface}
         api("POST", "/endpoints", {"endpoint": {**body, "url": url, "enabled": True}})
         return
     first, extra = found[0], found[1:]
     if first["url"] != url or not first.get("enabled", True):
-        changes.append(f"updated {interface} image endpoint in {region_id} to {url}")
+        changes.append(f"updated {interface} {kind} endpoint in {region_id} to {url}")
         api("PATCH", f"/endpoints/{first['id']}", {"endpoint": {"url": url, "enabled": True}})
     for endpoint in extra:
-        changes.append(f"deleted duplicate {interface} image endpoint in {region_id}")
+        changes.append(f"deleted duplicate {interface} {kind} endpoint in {region_id}")
         api("DELETE", f"/endpoints/{endpoint['id']}")
+
+
+def ensure_endpoints(service, urls, regions):
+    endpoints = api("GET", "/endpoints" + query(service_id=service["id"]))["endpoints"]
+    for region_id, url in urls.items():
+        ensure_region(region_id, regions)
+        for interface in INTERFACES:
+            ensure_endpoint(service, endpoints, region_id, interface, url)
 
 
 try:
@@ -496,13 +511,11 @@ try:
     # Keystone shows other projects' limits only to system-scoped tokens.
     ensure_system_role(glimpse, roles["reader"])
 
-    image = ensure_image_service()
-    image_endpoints = api("GET", "/endpoints" + query(service_id=image["id"]))["endpoints"]
     regions = {region["id"] for region in api("GET", "/regions")["regions"]}
-    for region_id, url in IMAGE_ENDPOINTS.items():
-        ensure_region(region_id, regions)
-        for interface in INTERFACES:
-            ensure_endpoint(image, image_endpoints, region_id, interface, url)
+    image = ensure_service("glance", "image", "Glimpse")
+    ensure_endpoints(image, IMAGE_ENDPOINTS, regions)
+    swift = ensure_service("swift", "object-store", "Swift of scripts/swift.sh")
+    ensure_endpoints(swift, OBJECT_STORE_ENDPOINTS, regions)
 except ApiError as error:
     sys.exit(f"fixtures: {error}")
 

@@ -26,9 +26,12 @@
 #          account AUTH_test); the storage URL is http://127.0.0.1:8080/v1/AUTH_test.
 #   S3:    endpoint http://127.0.0.1:8080, access key test:tester, secret testing, region
 #          us-east-1, path-style addressing only.
+#   Keystone: tokens of the Keystone of scripts/keystone.sh (GLIMPSE_TEST_KEYSTONE_URL, default
+#          http://127.0.0.1:5000) with the role admin or member on a project give its account
+#          KEY_<project id>, which that Keystone's catalog lists as object-store endpoint.
 #
-# Needs the Debian packages python3-swift and memcached (scripts/install-test-peers.sh swift
-# installs them and runs `start`).
+# Needs the Debian packages python3-swift, python3-keystonemiddleware and memcached
+# (scripts/install-test-peers.sh swift installs them and runs `start`).
 set -euo pipefail
 
 # shellcheck source=lib/daemons.sh
@@ -43,6 +46,10 @@ CONTAINER_PORT=6211
 ACCOUNT_PORT=6212
 MEMCACHED_PORT=11311
 AUTH_URL=http://$HOST:$PROXY_PORT/auth/v1.0
+# The Keystone of scripts/keystone.sh, and the password of its fixture users (glimpse too).
+KEYSTONE_URL=${GLIMPSE_TEST_KEYSTONE_URL:-http://127.0.0.1:5000}
+KEYSTONE_URL=${KEYSTONE_URL%/v3}
+KEYSTONE_PASSWORD=${GLIMPSE_TEST_KEYSTONE_USER_PASSWORD:-secret}
 AUTH_USER=test:tester
 AUTH_KEY=testing
 START_TIMEOUT=90
@@ -157,8 +164,8 @@ EOF
 # requests tempauth checks), and slo after s3api (S3 multipart uploads are made of SLOs).
 write_proxy_conf() {
   local filters=(catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk
-    tempurl formpost s3api tempauth copy container-quotas account-quotas slo dlo
-    versioned_writes symlink)
+    tempurl formpost s3api authtoken keystoneauth tempauth copy container-quotas
+    account-quotas slo dlo versioned_writes symlink)
   local filter
   {
     server_defaults proxy-server "$PROXY_PORT"
@@ -181,7 +188,28 @@ memcache_servers = $HOST:$MEMCACHED_PORT
 
 [filter:tempauth]
 use = egg:swift#tempauth
+reseller_prefix = AUTH
 user_test_tester = $AUTH_KEY .admin
+
+# Keystone tokens too (accounts KEY_<project id>), validated with the Keystone of
+# scripts/keystone.sh; requests without one go on to tempauth. Swift starts without Keystone.
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = $KEYSTONE_URL
+auth_url = $KEYSTONE_URL
+auth_type = password
+project_domain_id = default
+user_domain_id = default
+project_name = service
+username = glimpse
+password = $KEYSTONE_PASSWORD
+delay_auth_decision = true
+memcached_servers = $HOST:$MEMCACHED_PORT
+
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+reseller_prefix = KEY_
+operator_roles = admin, member
 
 [filter:s3api]
 use = egg:swift#s3api
@@ -198,7 +226,7 @@ rate_limit_segments_per_sec = 0
 EOF
     for filter in "${filters[@]}"; do
       case $filter in
-        cache | tempauth | s3api | slo | dlo) ;;
+        cache | tempauth | authtoken | keystoneauth | s3api | slo | dlo) ;;
         *) printf '\n[filter:%s]\nuse = egg:swift#%s\n' "$filter" "${filter//-/_}" ;;
       esac
     done

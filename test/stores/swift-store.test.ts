@@ -1,11 +1,18 @@
 /**
  * The Swift store against the store conformance suite, on the real Swift that
- * scripts/swift.sh runs (tempauth). Each run writes to containers of its own and removes them.
+ * scripts/swift.sh runs: with Swift's own auth (tempauth), and with Keystone's, where the
+ * storage URL comes from the catalog of the Keystone of scripts/keystone.sh. Each run writes
+ * to containers of its own and removes them.
  */
 import { randomBytes } from 'node:crypto';
 
+import { SwiftClient } from '../../src/stores/swift/swift-client.js';
 import { SwiftStore } from '../../src/stores/swift/swift-store.js';
-import type { SwiftStoreOptions } from '../../src/stores/swift/swift-config.js';
+import {
+  parseSwiftSettings,
+  type SwiftStoreOptions,
+} from '../../src/stores/swift/swift-config.js';
+import { KEYSTONE_URL, keystoneProblem, serviceCredentials } from '../support/keystone.js';
 import {
   SWIFT_AUTH_URL,
   SWIFT_KEY,
@@ -69,4 +76,52 @@ describeStoreConformance(
     };
   },
   { skip },
+);
+
+const keystoneSkip = skip ?? (await keystoneProblem());
+
+describeStoreConformance(
+  'SwiftStore, Keystone auth',
+  async () => {
+    const container = `glimpse-keystone-${randomBytes(4).toString('hex')}`;
+    const service = serviceCredentials();
+    // As an operator would configure it, from upstream-named settings.
+    const store = new SwiftStore(
+      parseSwiftSettings('swift-keystone', {
+        swift_store_auth_address: KEYSTONE_URL,
+        swift_store_auth_version: '3',
+        swift_store_user: service.username,
+        swift_store_key: service.password,
+        swift_store_project_name: service.projectName,
+        swift_store_container: container,
+        swift_store_region: 'RegionOne',
+      }),
+    );
+    await store.init();
+    /** The account's token and storage URL, for removing what the suite left. */
+    const login = async () => {
+      const client = new SwiftClient(
+        parseSwiftSettings('cleanup', {
+          swift_store_auth_address: KEYSTONE_URL,
+          swift_store_user: service.username,
+          swift_store_key: service.password,
+          swift_store_project_name: service.projectName,
+        }),
+      );
+      try {
+        const session = await client.session();
+        return { token: session.token, storageUrl: session.storageUrl };
+      } finally {
+        await client.close();
+      }
+    };
+    return {
+      store,
+      async close() {
+        await store.close();
+        await removeContainers([container, `${container}-segments`], await login());
+      },
+    };
+  },
+  { skip: keystoneSkip },
 );

@@ -78,8 +78,12 @@ export async function swiftLogin(): Promise<SwiftLogin> {
 }
 
 /** Names in a container starting with `prefix` (none when the container is missing). */
-export async function swiftObjectNames(container: string, prefix = ''): Promise<string[]> {
-  const { token, storageUrl } = await swiftLogin();
+export async function swiftObjectNames(
+  container: string,
+  prefix = '',
+  login: SwiftLogin | null = null,
+): Promise<string[]> {
+  const { token, storageUrl } = login ?? (await swiftLogin());
   const query = new URLSearchParams({ format: 'json', prefix });
   const response = await fetch(`${storageUrl}/${encodeURIComponent(container)}?${query}`, {
     headers: { 'x-auth-token': token },
@@ -91,9 +95,16 @@ export async function swiftObjectNames(container: string, prefix = ''): Promise<
   return entries.map((entry) => entry.name);
 }
 
-/** Deletes the containers and everything in them; missing ones are skipped. */
-export async function removeContainers(containers: readonly string[]): Promise<void> {
-  const { token, storageUrl } = await swiftLogin();
+/**
+ * Deletes the containers and everything in them; missing ones are skipped. `login` is the
+ * account's, when it is not the tempauth test account.
+ */
+export async function removeContainers(
+  containers: readonly string[],
+  login: SwiftLogin | null = null,
+): Promise<void> {
+  const account = login ?? (await swiftLogin());
+  const { token, storageUrl } = account;
   const send = async (method: string, path: string) => {
     const response = await fetch(`${storageUrl}${path}`, {
       method,

@@ -60,3 +60,31 @@ export async function withServer<T>(
     await backend.cleanup();
   }
 }
+
+/** Start-ups measured on a backend of each sample, the last one's server kept running. */
+export const STARTUP_SAMPLES = 3;
+
+/** The median of some start-up times (a single slow start says more about the machine). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+}
+
+/**
+ * Start-ups of a fresh, empty backend each (so each creates the schema), all stopped: the
+ * samples besides the one of the server the scenarios then run on.
+ */
+export async function emptyStartups(kind: DatabaseKind, count: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let sample = 0; sample < count; sample++) {
+    const backend = await openBackend(kind);
+    try {
+      const server = await backend.start();
+      times.push(server.startupMs);
+      await server.stop();
+    } finally {
+      await backend.cleanup();
+    }
+  }
+  return times;
+}

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
 
-import { openBackend, type Backend } from './backend.js';
+import { median, openBackend, STARTUP_SAMPLES, type Backend } from './backend.js';
 import { runLoad, type LoadResult } from './load.js';
 import { analyze, withDatabase } from './postgres.js';
 import type { BenchSettings, DatabaseKind } from './report.js';
@@ -30,6 +30,8 @@ export interface DeepPageRun {
 export interface DeepPageFigures {
   /** Start-up of a server whose database already holds the schema and 100,000 images. */
   startupMs: number;
+  /** The start-ups it is the median of. */
+  startupSamples: number[];
   runs: DeepPageRun[];
 }
 
@@ -175,10 +177,17 @@ export async function benchDeepPage(
   try {
     await populate(backend, settings);
     const marker = await markerAt(backend);
+    const startups: number[] = [];
+    for (let sample = 1; sample < STARTUP_SAMPLES; sample++) {
+      const probe = await backend.start();
+      startups.push(probe.startupMs);
+      await probe.stop();
+    }
     const server = await backend.start();
+    startups.push(server.startupMs);
     try {
       const runs = await comparePages(backend, server, marker, settings);
-      return { startupMs: server.startupMs, runs };
+      return { startupMs: median(startups), startupSamples: startups, runs };
     } finally {
       await server.stop();
     }

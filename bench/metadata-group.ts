@@ -1,5 +1,5 @@
 /** The metadata scenario group: each database in turn, scenarios then the deep page. */
-import { LABELS, withServer } from './backend.js';
+import { emptyStartups, LABELS, median, STARTUP_SAMPLES, withServer } from './backend.js';
 import { benchDeepPage } from './deep-page.js';
 import { benchScenarios } from './metadata.js';
 import { metadataReport, type MetadataFigures } from './metadata-report.js';
@@ -12,9 +12,12 @@ async function benchDatabase(
   figures: MetadataFigures,
 ): Promise<void> {
   settings.log(`${LABELS[kind]}: scenarios`);
+  const startups = await emptyStartups(kind, STARTUP_SAMPLES - 1);
   figures.scenarios[kind] = await withServer(kind, async (backend, server) => {
-    settings.log(`  started in ${server.startupMs.toFixed(0)} ms`);
-    return { startupMs: server.startupMs, runs: await benchScenarios(backend, server, settings) };
+    startups.push(server.startupMs);
+    settings.log(`  started in ${startups.map((ms) => ms.toFixed(0)).join(', ')} ms`);
+    const runs = await benchScenarios(backend, server, settings);
+    return { startupMs: median(startups), startupSamples: startups, runs };
   });
   settings.log(`${LABELS[kind]}: deep page`);
   figures.deep[kind] = await benchDeepPage(kind, settings);

@@ -1,5 +1,5 @@
 /** Tables and target checks of the metadata group. */
-import { LABELS } from './backend.js';
+import { LABELS, STARTUP_SAMPLES } from './backend.js';
 import { DEEP_IMAGE_COUNT, DEEP_POSITION, type DeepPageFigures } from './deep-page.js';
 import type { LoadResult } from './load.js';
 import { IMAGE_COUNT, type DatabaseFigures, type ScenarioKey } from './metadata.js';
@@ -94,16 +94,26 @@ function scenarioTable(kind: DatabaseKind, figures: MetadataFigures): string {
   );
 }
 
+function samples(figures: { startupMs: number; startupSamples: number[] } | undefined): string {
+  if (!figures) return 'n/a';
+  const each = figures.startupSamples.map((ms) => formatNumber(ms)).join(', ');
+  return `${formatNumber(figures.startupMs)} (${each})`;
+}
+
 function startupTable(figures: MetadataFigures): string {
   const rows = (Object.keys(LABELS) as DatabaseKind[])
     .filter((kind) => figures.scenarios[kind] !== undefined)
     .map((kind) => [
       LABELS[kind],
-      formatNumber(figures.scenarios[kind]?.startupMs ?? 0),
-      figures.deep[kind] ? formatNumber(figures.deep[kind].startupMs) : 'n/a',
+      samples(figures.scenarios[kind]),
+      figures.deep[kind] ? samples(figures.deep[kind]) : 'n/a',
     ]);
   return table(
-    ['Database', 'empty database (creates the schema), ms', `${DEEP_IMAGE_COUNT} images, ms`],
+    [
+      'Database',
+      'empty database (creates the schema), median ms (each start)',
+      `${DEEP_IMAGE_COUNT} images, median ms (each start)`,
+    ],
     rows,
     new Set([1, 2]),
   );
@@ -194,8 +204,10 @@ function startupTargets(figures: MetadataFigures): TargetCheck[] {
     );
     const slowest = Math.max(...times);
     return {
-      target: `${LABELS[kind]} start-up < ${STARTUP_LIMIT_MS} ms`,
-      measured: `${times.map((time) => `${formatNumber(time)} ms`).join(', ')}`,
+      target: `${LABELS[kind]} start-up < ${STARTUP_LIMIT_MS} ms (median of ${STARTUP_SAMPLES})`,
+      measured:
+        `${times.map((time) => `${formatNumber(time)} ms`).join(', ')} ` +
+        '(empty database; 100,000 images)',
       met: slowest < STARTUP_LIMIT_MS,
     };
   });

@@ -52,7 +52,10 @@ export interface ScenarioRun {
 }
 
 export interface DatabaseFigures {
+  /** Median start-up on an empty database (the server creates the schema). */
   startupMs: number;
+  /** The start-ups it is the median of. */
+  startupSamples: number[];
   runs: ScenarioRun[];
 }
 

@@ -7,14 +7,15 @@
  * 350 ms, and a restart or a new process behind a load balancer serves that much sooner.
  *
  * Left out of the bundle, and loaded from node_modules as before:
- * - better-sqlite3, a native addon;
- * - pg, undici, yaml and the AWS SDK, which the server loads only when the configuration needs
- *   them, so that a start without PostgreSQL, Keystone, a policy file or S3 does not pay for
- *   them.
+ * - better-sqlite3, a native addon, and pg-native, pg's optional one;
+ * - undici, yaml and the AWS SDK, which the server loads only when the configuration needs
+ *   them, so that a start without Keystone, a policy file or S3 does not pay for them.
+ * pg is bundled: the server imports it dynamically, which the bundle keeps (it is evaluated
+ * only when PostgreSQL is configured), and a PostgreSQL start saves loading its files.
  */
 import { build } from 'esbuild';
 
-const EXTERNAL = ['better-sqlite3', 'pg', 'undici', 'yaml', '@aws-sdk/*'];
+const EXTERNAL = ['better-sqlite3', 'pg-native', 'undici', 'yaml', '@aws-sdk/*'];
 
 await build({
   entryPoints: ['dist/src/main.js'],

@@ -224,7 +224,7 @@ function taskHandlers(config: Config, deps: TaskHandlerDeps) {
 
 export async function buildApplication(config: Config, logger: Logger): Promise<Application> {
   const workerId = randomUUID();
-  const repositories = openRepositories({
+  const repositories = await openRepositories({
     url: config.database_url,
     dataDir: config.data_dir,
     poolSize: config.database_pool_size,

@@ -16,7 +16,7 @@ const USAGE = `usage: glimpse <command>
 
 async function migrateCommand(): Promise<void> {
   const config = loadConfig();
-  const repositories = openRepositories({
+  const repositories = await openRepositories({
     url: config.database_url,
     dataDir: config.data_dir,
     poolSize: 1,

@@ -435,7 +435,7 @@ async function assertUntouched(t: TestApp, id: string, status = 'queued'): Promi
 }
 
 async function withDatabase<T>(t: TestApp, use: (db: Kysely<Tables>) => Promise<T>): Promise<T> {
-  const dialect = openDialect({ url: t.databaseUrl, dataDir: t.dataDir, poolSize: 1 });
+  const dialect = await openDialect({ url: t.databaseUrl, dataDir: t.dataDir, poolSize: 1 });
   const db = new Kysely<Tables>({ dialect: dialect.kysely });
   try {
     return await use(db);

@@ -99,7 +99,7 @@ function useHarness(
   let harness: Harness | undefined;
   before(async () => {
     const t = await startTestApp(database, options);
-    const dialect = openDialect({ url: t.databaseUrl, dataDir: t.dataDir, poolSize: 1 });
+    const dialect = await openDialect({ url: t.databaseUrl, dataDir: t.dataDir, poolSize: 1 });
     harness = new Harness(t, new Kysely<Tables>({ dialect: dialect.kysely }));
   });
   after(async () => {

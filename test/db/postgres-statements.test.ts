@@ -51,7 +51,7 @@ describe('named statements on PostgreSQL', { skip: postgres?.skip ?? !postgres }
 
   before(async () => {
     db = await postgres!.create();
-    repositories = openRepositories({ url: db.url, dataDir: '', poolSize: 1 });
+    repositories = await openRepositories({ url: db.url, dataDir: '', poolSize: 1 });
     await repositories.migrate();
   });
   after(async () => {

@@ -36,7 +36,7 @@ function migrationsFor(dialect: DatabaseDialect): Record<string, Migration> {
 
 const noop = (): void => undefined;
 
-export function openDialect(settings: DatabaseSettings): DatabaseDialect {
+export async function openDialect(settings: DatabaseSettings): Promise<DatabaseDialect> {
   if (/^postgres(ql)?:\/\//.test(settings.url)) {
     return postgresDialect(settings.url, settings.poolSize, settings.onConnectionError ?? noop);
   }
@@ -44,8 +44,8 @@ export function openDialect(settings: DatabaseSettings): DatabaseDialect {
   return sqliteDialect(join(settings.dataDir, 'glimpse.sqlite'));
 }
 
-export function openRepositories(settings: DatabaseSettings): MetadataRepositories {
-  const dialect = openDialect(settings);
+export async function openRepositories(settings: DatabaseSettings): Promise<MetadataRepositories> {
+  const dialect = await openDialect(settings);
   const db = new Kysely<Tables>({ dialect: dialect.kysely });
 
   return {

@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import type Pg from 'pg';
 import { PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 
@@ -12,15 +11,13 @@ const INT8_OID = 20;
  * PostgreSQL through node-postgres. Sizes are bigint columns; they are read as JavaScript
  * numbers, exact up to 2^53 bytes (8 PiB), beyond any image size this service accepts.
  */
-// node-postgres is loaded only when PostgreSQL is configured, to keep SQLite starts fast.
-const load = createRequire(import.meta.url);
-
-export function postgresDialect(
+export async function postgresDialect(
   url: string,
   poolSize: number,
   onConnectionError: (error: Error) => void,
-): DatabaseDialect {
-  const pg = load('pg') as typeof Pg;
+): Promise<DatabaseDialect> {
+  // node-postgres is loaded only when PostgreSQL is configured, to keep SQLite starts fast.
+  const pg = ((await import('pg')) as { default: typeof Pg }).default;
   const types = {
     getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
       oid === INT8_OID

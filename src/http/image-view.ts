@@ -6,13 +6,7 @@ import type { StoreRegistry } from '../stores/registry.js';
 const HIDDEN_PROPERTIES = new Set(['os_glance_stage_host', 'os_glance_hash_op_host']);
 
 export function imageView(image: ImageRecord): Record<string, unknown> {
-  const view: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(image.properties)) {
-    if (!HIDDEN_PROPERTIES.has(key)) view[key] = value;
-  }
-
-  // Core fields are assigned after the properties so that they win on a name clash.
-  Object.assign(view, {
+  const view: Record<string, unknown> = {
     id: image.id,
     name: image.name,
     status: image.status,
@@ -35,7 +29,14 @@ export function imageView(image: ImageRecord): Record<string, unknown> {
     self: `/v2/images/${image.id}`,
     file: `/v2/images/${image.id}/file`,
     schema: '/v2/schemas/image',
-  });
+  };
+
+  // Built as one literal first, so every view shares a shape; a property never replaces a
+  // core field of the same name.
+  for (const key in image.properties) {
+    if (!Object.hasOwn(view, key) && !HIDDEN_PROPERTIES.has(key))
+      view[key] = image.properties[key];
+  }
   return view;
 }
 

@@ -73,7 +73,7 @@ export interface ListQueryOptions {
   containerFormats: string[];
 }
 
-const SORT_KEYS: readonly SortKey[] = [
+export const SORT_KEYS: readonly SortKey[] = [
   'name',
   'status',
   'container_format',

@@ -38,7 +38,8 @@ export function sortExpression(key: SortKey): Expression<unknown> {
   return sql.ref(`images.${key}`);
 }
 
-function sortValue(key: SortKey, marker: ImageRecord): string | number {
+/** The marker's value for a sort key, NULL given the value its column is ordered by. */
+export function sortValue(key: SortKey, marker: ImageRecord): string | number {
   const value = marker[key];
   if (value === null) return key === 'size' ? 0 : '';
   return value;

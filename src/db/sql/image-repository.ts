@@ -2,10 +2,11 @@ import { sql, type CompiledQuery, type Kysely, type Transaction } from 'kysely';
 
 import { ConflictError } from '../../domain/errors.js';
 import type { ImageLocation, ImageRecord, ImageStatus } from '../../domain/image.js';
-import type { ImageListQuery } from '../../domain/list-query.js';
+import { SORT_KEYS, type ImageListQuery, type SortKey } from '../../domain/list-query.js';
 import type { ImageRepository, ListScope, ProjectUsage, UsageCheck } from '../repository.js';
 import type { DatabaseDialect } from './dialects/dialect.js';
-import { sortExpression, whereListed } from './image-list.js';
+import { CompiledQueryCache } from './compiled-query-cache.js';
+import { sortExpression, sortValue, whereListed } from './image-list.js';
 import { changedColumns, toColumns, toRecord, type ImageRow } from './image-rows.js';
 import type { Tables } from './tables.js';
 
@@ -13,6 +14,25 @@ type Executor = Kysely<Tables> | Transaction<Tables>;
 
 /** Stands for the id in a query compiled once; replaced by the real id at each call. */
 const ID_PARAMETER = '\u0000image id\u0000';
+
+const LIST_QUERY_CACHE_SIZE = 256;
+
+/**
+ * A marker whose sort values are unique objects; the compiled query's parameters hold those
+ * objects where the real marker's values go. Objects, not strings, so that no value a client
+ * sends can be mistaken for one.
+ */
+const MARKER_PLACEHOLDERS = Object.fromEntries(
+  SORT_KEYS.map((key) => [key, { placeholderFor: key }]),
+) as unknown as ImageRecord;
+const PLACEHOLDER_KEYS = new Map<unknown, SortKey>(
+  SORT_KEYS.map((key) => [MARKER_PLACEHOLDERS[key], key]),
+);
+
+function markerValue(parameter: unknown, marker: ImageRecord): unknown {
+  const key = PLACEHOLDER_KEYS.get(parameter);
+  return key === undefined ? parameter : sortValue(key, marker);
+}
 
 export class SqlImageRepository implements ImageRepository {
   readonly #db: Kysely<Tables>;
@@ -23,6 +43,11 @@ export class SqlImageRepository implements ImageRepository {
    */
   readonly #getQuery: CompiledQuery<ImageRow & DetailRows>;
   readonly #columnsQuery: CompiledQuery<ImageRow>;
+  /**
+   * Compiled list queries by everything that shapes their SQL. Building and compiling a list
+   * query costs a tenth of serving a page; the same listings are asked for again and again.
+   */
+  readonly #listQueries = new CompiledQueryCache<ImageRow & DetailRows>(LIST_QUERY_CACHE_SIZE);
 
   constructor(db: Kysely<Tables>, dialect: DatabaseDialect) {
     this.#db = db;
@@ -100,14 +125,42 @@ export class SqlImageRepository implements ImageRepository {
   ): Promise<ImageRecord[]> {
     if (query.limit === 0) return [];
 
-    let select = this.#selectWithDetails(options.withLocations ?? false).where((eb) =>
+    const withLocations = options.withLocations ?? false;
+    const shape = JSON.stringify([
+      { ...query, marker: null },
+      scope,
+      marker !== null,
+      withLocations,
+    ]);
+    const compiled = this.#listQueries.get(shape, () =>
+      this.#compileList(query, scope, marker && MARKER_PLACEHOLDERS, withLocations),
+    );
+    const parameters = marker
+      ? compiled.parameters.map((value) => markerValue(value, marker))
+      : compiled.parameters;
+
+    const page: typeof compiled = { ...compiled, parameters };
+    const { rows } = await this.#db.executeQuery(page);
+    return rows.map(withDetails);
+  }
+
+  /**
+   * The query of a page. A marker's sort values are stood for by placeholders, so one compiled
+   * query serves every page of a listing.
+   */
+  #compileList(
+    query: ImageListQuery,
+    scope: ListScope,
+    marker: ImageRecord | null,
+    withLocations: boolean,
+  ): CompiledQuery<ImageRow & DetailRows> {
+    let select = this.#selectWithDetails(withLocations).where((eb) =>
       whereListed(eb, query, scope, marker),
     );
     for (const { key, dir } of query.sort) select = select.orderBy(sortExpression(key), dir);
 
     // A literal limit lets PostgreSQL plan a named statement for a page, not for any size.
-    const rows = await select.limit(sql.lit(query.limit)).execute();
-    return rows.map(withDetails);
+    return select.limit(sql.lit(query.limit)).compile();
   }
 
   /**

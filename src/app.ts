@@ -222,6 +222,9 @@ function taskHandlers(config: Config, deps: TaskHandlerDeps) {
   };
 }
 
+/** How long shutdown waits for handlers whose clients hung up before closing the database. */
+const HANDLER_GRACE_MS = 10_000;
+
 export async function buildApplication(config: Config, logger: Logger): Promise<Application> {
   const workerId = randomUUID();
   const repositories = await openRepositories({
@@ -346,6 +349,14 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
     workerId,
     async close() {
       await http.close();
+      const running = http.handlersInFlight.running;
+      if (!(await http.handlersInFlight.settled(HANDLER_GRACE_MS))) {
+        logger.warn(
+          { running },
+          `requests still running ${HANDLER_GRACE_MS} ms after the server closed; closing ` +
+            'the database under them. If this repeats, look for a handler that hangs.',
+        );
+      }
       await runner.stop();
       await recovery.stop();
       await repositories.close();

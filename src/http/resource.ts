@@ -12,7 +12,15 @@ import type {
 } from 'fastify';
 
 import { InvalidInputError } from '../domain/errors.js';
+import type { HandlersInFlight } from './in-flight.js';
 import { sendError } from './server-errors.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Set by the server before any route is registered. */
+    handlersInFlight: HandlersInFlight;
+  }
+}
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 /** A route handler; R types the path parameters and query string it reads. */
@@ -39,7 +47,13 @@ export function resource<R extends RouteGenericInterface = RouteGenericInterface
       typeof spec === 'function' ? { handler: spec, options: {} } : spec;
     // The path declares the parameters R names; Fastify cannot check one against the other.
     const untyped = handler as unknown as Handler<RouteGenericInterface>;
-    app.route({ ...options, method, url: path, handler: untyped });
+    const inFlight = app.handlersInFlight;
+    app.route({
+      ...options,
+      method,
+      url: path,
+      handler: (request, reply) => inFlight.track(() => untyped(request, reply)),
+    });
   }
 
   const refused = ALL_METHODS.filter((method) => !allowed.includes(method));

@@ -27,6 +27,7 @@ import type { LocationService } from '../services/locations.js';
 import type { StoreService } from '../services/stores.js';
 import type { StoreRegistry } from '../stores/registry.js';
 import type { ProjectQuotas } from '../quota/project-quotas.js';
+import { HandlersInFlight } from './in-flight.js';
 import { imageImportRoutes } from './routes/image-import.js';
 import { taskRoutes } from './routes/tasks.js';
 import { usageRoutes } from './routes/usage.js';
@@ -83,6 +84,7 @@ export async function buildHttpServer(deps: HttpDependencies): Promise<FastifyIn
     frameworkErrors: (error, request, reply) => handleError(error, request, reply),
   });
 
+  app.decorate('handlersInFlight', new HandlersInFlight());
   app.decorateRequest('glimpse', null as unknown as RequestContext);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler(handleNotFound);

@@ -225,7 +225,16 @@ function taskHandlers(config: Config, deps: TaskHandlerDeps) {
 /** How long shutdown waits for handlers whose clients hung up before closing the database. */
 const HANDLER_GRACE_MS = 10_000;
 
-export async function buildApplication(config: Config, logger: Logger): Promise<Application> {
+export interface BuildOptions {
+  /** False in a worker of several: its primary migrated before starting it. */
+  readonly migrate?: boolean;
+}
+
+export async function buildApplication(
+  config: Config,
+  logger: Logger,
+  options: BuildOptions = {},
+): Promise<Application> {
   const workerId = randomUUID();
   const repositories = await openRepositories({
     url: config.database_url,
@@ -234,7 +243,7 @@ export async function buildApplication(config: Config, logger: Logger): Promise<
     onConnectionError: (error) =>
       logger.warn({ err: error }, 'lost a PostgreSQL connection; the pool opens a new one'),
   });
-  await repositories.migrate();
+  if (options.migrate ?? true) await repositories.migrate();
   const { stores, staging } = await buildStores(config);
 
   const { policy, protections } = loadAccessRules(config);

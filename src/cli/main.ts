@@ -3,8 +3,8 @@
  * Operator commands. `glimpse serve` starts the API (as `npm start` does), `glimpse db migrate`
  * applies schema migrations without starting it, `glimpse config` lists every option.
  */
-import { openRepositories } from '../db/sql/database.js';
 import { ConfigError, loadConfig } from '../config/load.js';
+import { migrateDatabase } from '../db/sql/database.js';
 import { OPTIONS } from '../config/schema.js';
 import { STORE_SETTINGS } from '../stores/driver-options.js';
 
@@ -16,17 +16,8 @@ const USAGE = `usage: glimpse <command>
 
 async function migrateCommand(): Promise<void> {
   const config = loadConfig();
-  const repositories = await openRepositories({
-    url: config.database_url,
-    dataDir: config.data_dir,
-    poolSize: 1,
-  });
-  try {
-    await repositories.migrate();
-    process.stdout.write('database is up to date\n');
-  } finally {
-    await repositories.close();
-  }
+  await migrateDatabase({ url: config.database_url, dataDir: config.data_dir });
+  process.stdout.write('database is up to date\n');
 }
 
 function configCommand(): void {

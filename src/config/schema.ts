@@ -30,6 +30,15 @@ export const OPTIONS = {
     maximum: 65535,
     description: 'TCP port the API listens on (0 picks a free port).',
   },
+  workers: {
+    type: 'integer',
+    default: 1,
+    minimum: 1,
+    maximum: 64,
+    description:
+      'API processes serving the port together, each a full server sharing the database and ' +
+      'the stores (upstream Glance starts one per CPU). One process uses one core.',
+  },
   data_dir: {
     type: 'string',
     default: './data',

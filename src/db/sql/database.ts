@@ -63,3 +63,16 @@ async function migrate(db: Kysely<Tables>, dialect: DatabaseDialect): Promise<vo
   const { error } = await new Migrator({ db, provider }).migrateToLatest();
   if (error) throw error;
 }
+
+/** Applies pending schema migrations on a connection of its own, then closes it. */
+export async function migrateDatabase(options: {
+  readonly url: string;
+  readonly dataDir: string;
+}): Promise<void> {
+  const repositories = await openRepositories({ ...options, poolSize: 1 });
+  try {
+    await repositories.migrate();
+  } finally {
+    await repositories.close();
+  }
+}

@@ -45,6 +45,10 @@ interface KyselyStatement {
 }
 
 /**
+ * Transactions begin IMMEDIATE, taking the write lock up front. A deferred transaction that
+ * reads and then writes fails at once with SQLITE_BUSY when another process (a second API
+ * worker, the CLI) wrote in between, where waiting for the lock lets it go ahead.
+ *
  * Kysely prepares every query it runs; preparing costs more than running the small queries
  * this service makes, so prepared statements are kept by SQL text and reused.
  */
@@ -55,7 +59,8 @@ function withStatementCache(database: Database.Database) {
       statements.clear();
       database.close();
     },
-    prepare: (text: string) => {
+    prepare: (sqlText: string) => {
+      const text = sqlText === 'begin' ? 'begin immediate' : sqlText;
       let statement = statements.get(text);
       if (!statement) {
         if (statements.size >= STATEMENT_CACHE_SIZE) statements.clear();

@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,18 +16,24 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightMyRequestResponse } from 'fastify';
-import { Kysely } from 'kysely';
 
 import type { OptionName } from '../../src/config/schema.js';
-import { openDialect } from '../../src/db/sql/database.js';
-import type { Tables } from '../../src/db/sql/tables.js';
 import { asProject, json, startTestApp, type TestApp } from '../support/app.js';
 import { testDatabases, type TestDatabase } from '../support/databases.js';
 import { buildBackedQcow2, qemuSkip } from '../support/images.js';
+import {
+  IMPORTING_TO,
+  LOCK,
+  assertImportBookkeeping,
+  assertImportUndone,
+  exists,
+  importLeftovers,
+  withDatabase,
+  type ImageView as Image,
+} from '../support/imports.js';
 import { freePort } from '../support/server-process.js';
 
 type Headers = Record<string, string>;
-type Image = Record<string, unknown> & { id: string; status: string };
 
 /** A row of GET /v2/images/{id}/tasks. */
 interface ImageTask {
@@ -64,9 +69,6 @@ const ALICE_READER = asProject('alice', 'reader');
 const BOB = asProject('bob');
 const ADMIN = asProject('admin-project', 'admin');
 const RAW_BARE = { disk_format: 'raw', container_format: 'bare' };
-const LOCK = 'os_glance_import_task';
-const IMPORTING_TO = 'os_glance_importing_to_stores';
-const FAILED_IMPORT = 'os_glance_failed_import';
 /** How long an import of a few hundred KiB from loopback may take, with a wide margin. */
 const TASK_TIMEOUT_MS = 20_000;
 /** Upstream's task rows: microseconds and no zone. */
@@ -332,35 +334,6 @@ async function imageWhen(t: TestApp, id: string, check: (image: Image) => boolea
 // ---------------------------------------------------------------------------------------------
 // What a finished import leaves
 
-async function entries(dir: string, id: string): Promise<string[]> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  return names.filter((name) => name === id || name.startsWith(`${id}.`)).map((n) => join(dir, n));
-}
-
-/** Files of the image in staging, staged or partial, and partial files in the store. */
-async function leftovers(t: TestApp, id: string): Promise<string[]> {
-  const staging = join(t.dataDir, 'staging');
-  return [
-    ...(await entries(staging, id)),
-    ...(await entries(join(staging, '.partial'), id)),
-    ...(await entries(join(t.dataDir, 'images', '.partial'), id)),
-  ];
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** The bookkeeping an import leaves on an image, whatever its outcome. */
-function assertImportBookkeeping(image: Image): void {
-  assert.equal(image[LOCK], undefined, `the import lock is still held: ${JSON.stringify(image)}`);
-  assert.equal(image[IMPORTING_TO], '');
-  assert.equal(image[FAILED_IMPORT], '');
-}
-
 function assertTaskRow(task: ImageTask, id: string, body: unknown, owner: string): void {
   assert.equal(task.type, 'api_image_import');
   assert.equal(task.image_id, id);
@@ -393,7 +366,7 @@ async function assertImported(
   assert.equal(image.os_hash_algo, 'sha512');
   assert.equal(image.os_hash_value, sha512(data));
   assertImportBookkeeping(image);
-  assert.deepEqual(await leftovers(t, id), []);
+  assert.deepEqual(await importLeftovers(t, id), []);
 
   const download = await send(t, 'GET', `/v2/images/${id}/file`, ADMIN);
   assert.equal(download.statusCode, 200);
@@ -413,14 +386,7 @@ async function assertImportFailed(
   assert.equal(task.result, null);
   assertTaskRow(task, id, body, owner);
 
-  const image = await showImage(t, id, ADMIN);
-  assert.equal(image.status, 'queued');
-  assert.equal(image.size, null);
-  assert.equal(image.checksum, null);
-  assert.equal(image.os_hash_value, null);
-  assertImportBookkeeping(image);
-  assert.deepEqual(await leftovers(t, id), []);
-  assert.equal(await exists(join(t.dataDir, 'images', id)), false, 'nothing was stored');
+  await assertImportUndone(t, await showImage(t, id, ADMIN));
   // Last, so that a poor message does not hide a wrong state.
   assert.match(task.message, message);
   return task;
@@ -432,16 +398,6 @@ async function assertUntouched(t: TestApp, id: string, status = 'queued'): Promi
   assert.equal(image.status, status);
   assert.equal(image[LOCK], undefined);
   assert.deepEqual(await imageTasks(t, id), []);
-}
-
-async function withDatabase<T>(t: TestApp, use: (db: Kysely<Tables>) => Promise<T>): Promise<T> {
-  const dialect = await openDialect({ url: t.databaseUrl, dataDir: t.dataDir, poolSize: 1 });
-  const db = new Kysely<Tables>({ dialect: dialect.kysely });
-  try {
-    return await use(db);
-  } finally {
-    await db.destroy();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -825,7 +781,7 @@ for (const database of await testDatabases()) {
           assert.equal(task.result, null);
           assert.match(String(task.message), /no longer exists/);
           assert.equal(source.hits('/deleted'), 0, 'nothing is fetched for a deleted image');
-          assert.deepEqual(await leftovers(one, id), []);
+          assert.deepEqual(await importLeftovers(one, id), []);
         } finally {
           stall.release();
           await one.close();

@@ -1,10 +1,12 @@
 /**
  * The import lock: the `os_glance_import_task` property of an image names the one task
- * (import or location import) allowed to change its data. It is set only if absent, so two
- * operations cannot both start; a lock whose task is gone, over, or silent for too long is
- * stale and broken, as upstream does.
+ * (import or location import) allowed to change its data. As upstream, an operation first
+ * checks the lock (enforce), then plans its work, and only then takes the lock, which is set
+ * only if absent so that two operations cannot both start. A lock whose task is gone, over,
+ * or silent for too long is stale and broken.
  */
 import { ConflictError } from '../domain/errors.js';
+import type { ImageRecord } from '../domain/image.js';
 import type { TaskRecord } from '../domain/task.js';
 import type { ImageRepository, TaskRepository } from '../db/repository.js';
 
@@ -22,12 +24,26 @@ export class ImportLock {
     private readonly onQueued: () => void,
   ) {}
 
+  /** 409 while a live operation holds the image's lock; a stale lock is broken here. */
+  async enforce(image: ImageRecord): Promise<void> {
+    const holderId = image.properties[IMPORT_LOCK];
+    if (holderId === undefined) return;
+    const holder = await this.tasks.get(holderId);
+    if (holder && !isStale(holder)) throw new ConflictError('Image has active task');
+    await this.#break(image.id, holderId);
+  }
+
   /**
-   * Takes the image's lock for `task` and queues the task; 409 when another operation holds
-   * the lock. The lock is released again if the task cannot be stored.
+   * Takes the image's lock for `task` and queues the task; 409 when another operation took
+   * the lock since enforce(). The lock is released again if the task cannot be stored.
    */
   async queue(imageId: string, task: TaskRecord): Promise<void> {
-    await this.#take(imageId, task.id);
+    if (!(await this.images.setPropertyIfAbsent(imageId, IMPORT_LOCK, task.id))) {
+      throw new ConflictError(
+        `New operation on image '${imageId}' is not permitted as prior operation is still ` +
+          'in progress',
+      );
+    }
     try {
       await this.tasks.create(task);
     } catch (error) {
@@ -35,29 +51,6 @@ export class ImportLock {
       throw error;
     }
     this.onQueued();
-  }
-
-  async #take(imageId: string, taskId: string): Promise<void> {
-    if (await this.images.setPropertyIfAbsent(imageId, IMPORT_LOCK, taskId)) return;
-
-    const holder = (await this.images.get(imageId))?.properties[IMPORT_LOCK];
-    if (holder !== undefined && !(await this.#isStale(holder))) {
-      throw new ConflictError('Image has active task');
-    }
-    if (holder !== undefined) await this.#break(imageId, holder);
-    if (!(await this.images.setPropertyIfAbsent(imageId, IMPORT_LOCK, taskId))) {
-      throw new ConflictError(
-        `New operation on image '${imageId}' is not permitted as prior operation is still ` +
-          'in progress',
-      );
-    }
-  }
-
-  async #isStale(taskId: string): Promise<boolean> {
-    const task = await this.tasks.get(taskId);
-    if (!task || task.status === 'success' || task.status === 'failure') return true;
-    const limit = task.status === 'pending' ? PENDING_LOCK_EXPIRY_MS : LOCK_EXPIRY_MS;
-    return Date.now() - Date.parse(task.updated_at) > limit;
   }
 
   async #break(imageId: string, taskId: string): Promise<void> {
@@ -69,4 +62,10 @@ export class ImportLock {
     }
     await this.images.removePropertyIfEquals(imageId, IMPORT_LOCK, taskId);
   }
+}
+
+function isStale(task: TaskRecord): boolean {
+  if (task.status === 'success' || task.status === 'failure') return true;
+  const limit = task.status === 'pending' ? PENDING_LOCK_EXPIRY_MS : LOCK_EXPIRY_MS;
+  return Date.now() - Date.parse(task.updated_at) > limit;
 }

@@ -1,7 +1,7 @@
 /**
- * POST /v2/images/{id}/import: upstream's checks in upstream's order, then a task in the
- * shared queue under the image's import lock (see ImportLock), so two imports of one image
- * cannot both start. The work itself is ImportFlow's.
+ * POST /v2/images/{id}/import: upstream's checks in upstream's order, the import lock's among
+ * them, then a task in the shared queue under the image's import lock (see ImportLock), so
+ * two imports of one image cannot both start. The work itself is ImportFlow's.
  */
 import { randomUUID } from 'node:crypto';
 
@@ -85,6 +85,8 @@ export class ImportService {
     checkStatus(image, method);
     const remote = method === 'glance-download' ? remoteImageOf(request.method) : null;
     this.access.enforce(method === 'copy-image' ? 'copy_image' : 'modify_image', context, target);
+    // Here, as upstream: a held lock answers 409 before the stores and the URI are looked at.
+    await this.lock.enforce(image);
 
     const stores = this.#targetStores(image, request);
     if (stores.length === 0) return null;

@@ -315,6 +315,7 @@ export class LocationService {
       throw new ForbiddenError('http store must be enabled to use location API by normal user.');
     }
     checkHashValue(request.validation, this.settings.hashingAlgorithm);
+    await this.lock.enforce(image);
 
     const task = newLocationTask(context, image, request);
     await this.lock.queue(image.id, task);

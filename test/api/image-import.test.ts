@@ -903,6 +903,33 @@ for (const database of await testDatabases()) {
         }
       });
 
+      it('answers 409 for a held lock before it looks at the URI', async () => {
+        const stall = source.stall('/blocker-3', randomBytes(10_000));
+        const blocker = await createImage(one);
+        try {
+          await accepted(one, blocker.id, webDownload(stall.uri));
+          await stall.started;
+          const { id } = await createImage(one);
+          const body = webDownload(source.withLength('/held', randomBytes(100)));
+          await accepted(one, id, body);
+          const [holder] = await imageTasks(one, id);
+          assert.equal(holder?.status, 'pending');
+
+          // As upstream, the lock is checked before the stores and the URI filter.
+          const refusedUri = webDownload('http://169.254.169.254/latest/meta-data/');
+          const response = await startImport(one, id, refusedUri);
+          expectError(response, 409, 'Image has active task');
+          assert.equal((await showImage(one, id))[LOCK], holder?.id);
+          assert.equal((await imageTasks(one, id)).length, 1, 'no second task');
+
+          stall.release();
+          await finishedTask(one, blocker.id);
+          assert.equal((await finishedTask(one, id)).status, 'success');
+        } finally {
+          stall.release();
+        }
+      });
+
       it('breaks a lock whose task does not exist and imports', async () => {
         const { id } = await createImage(one);
         const ghost = randomUUID();

@@ -86,7 +86,7 @@ export class ImportService {
     const remote = method === 'glance-download' ? remoteImageOf(request.method) : null;
     this.access.enforce(method === 'copy-image' ? 'copy_image' : 'modify_image', context, target);
     // Here, as upstream: a held lock answers 409 before the stores and the URI are looked at.
-    await this.lock.enforce(image);
+    const staleHolder = await this.lock.enforce(image);
 
     const stores = this.#targetStores(image, request);
     if (stores.length === 0) return null;
@@ -107,7 +107,7 @@ export class ImportService {
       const refusal = await this.#remoteRefusal(context, remote);
       if (refusal !== null) task.input[REMOTE_REFUSAL] = refusal;
     }
-    await this.lock.queue(image.id, task);
+    await this.lock.queue(image.id, task, staleHolder);
     return task.id;
   }
 

@@ -315,10 +315,10 @@ export class LocationService {
       throw new ForbiddenError('http store must be enabled to use location API by normal user.');
     }
     checkHashValue(request.validation, this.settings.hashingAlgorithm);
-    await this.lock.enforce(image);
+    const staleHolder = await this.lock.enforce(image);
 
     const task = newLocationTask(context, image, request);
-    await this.lock.queue(image.id, task);
+    await this.lock.queue(image.id, task, staleHolder);
     return task.id;
   }
 

@@ -78,7 +78,8 @@ export class TaskService {
     }
     const image = await this.legacy.createImage(context, withLegacyDefaults(request.image));
     const task = newLegacyImportTask(context, image, request);
-    await this.legacy.lock.queue(image.id, task);
+    // A new image: nobody holds its lock yet.
+    await this.legacy.lock.queue(image.id, task, null);
     return task;
   }
 

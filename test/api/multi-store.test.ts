@@ -8,7 +8,7 @@
  * multi-store-peers.test.ts.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { asProject, json, startTestApp, type TestApp } from '../support/app.js';
 import { testDatabases } from '../support/databases.js';
+import { FAILED_IMPORT, IMPORTING_TO, LOCK, withDatabase } from '../support/imports.js';
 import { startWebServer, type WebServer } from '../support/web-server.js';
 
 type Headers = Record<string, string>;
@@ -25,8 +26,6 @@ type Image = Record<string, unknown> & { id: string; status: string; stores?: st
 const ALICE = asProject('alice');
 const ADMIN = asProject('admin-project', 'admin');
 const RAW_BARE = { disk_format: 'raw', container_format: 'bare' };
-const IMPORTING_TO = 'os_glance_importing_to_stores';
-const FAILED_IMPORT = 'os_glance_failed_import';
 const TASK_TIMEOUT_MS = 20_000;
 
 const md5 = (data: Buffer) => createHash('md5').update(data).digest('hex');
@@ -544,6 +543,95 @@ for (const database of await testDatabases()) {
       });
     });
   });
+
+  describe(`a stale copy-image lock on ${database.name}`, { skip: database.skip ?? false }, () => {
+    let t: TestApp;
+    let client: Client;
+
+    before(async () => {
+      t = await startTestApp(database, {
+        enabled_backends: ['origin:file', 'north:file', 'east:file', 'west:file', 'south:file'],
+        default_backend: 'origin',
+        enabled_import_methods: ['copy-image'],
+      });
+      client = new Client(t);
+    });
+    after(() => t?.close());
+
+    it('breaks it and removes its stores from the progress lists', async () => {
+      const data = randomBytes(10_000);
+      const image = await client.uploaded(data);
+      // A copy to east and west whose process died three hours ago: its write to west had
+      // failed, the one to east was under way. north failed in an earlier, finished copy.
+      const stale = await abandonedCopy(t, image.id, ['east', 'west']);
+      await withDatabase(t, (db) =>
+        db
+          .insertInto('image_properties')
+          .values([
+            { image_id: image.id, name: LOCK, value: stale },
+            { image_id: image.id, name: IMPORTING_TO, value: 'east' },
+            { image_id: image.id, name: FAILED_IMPORT, value: 'west,north' },
+          ])
+          .execute(),
+      );
+
+      const copy = { method: { name: 'copy-image' }, stores: ['south'] };
+      const accepted = await client.importImage(image.id, copy, ADMIN);
+      assert.equal(accepted.statusCode, 202, accepted.body);
+      const { image: copied, task } = await client.settled(image.id);
+      assert.equal(task.status, 'success', String(task.message));
+      assert.equal(copied.stores, 'origin,south');
+      assert.equal(copied[LOCK], undefined);
+      // What the dead copy left is gone; the earlier failure is not the new copy's business.
+      assert.equal(copied[IMPORTING_TO], '');
+      assert.equal(copied[FAILED_IMPORT], 'north');
+
+      const preempted = await withDatabase(t, (db) =>
+        db.selectFrom('tasks').selectAll().where('id', '=', stale).executeTakeFirstOrThrow(),
+      );
+      assert.equal(preempted.status, 'failure');
+      assert.equal(preempted.message, 'Expired lock preempted');
+    });
+  });
+}
+
+/**
+ * A copy-image task row left `processing` three hours ago by this app's own worker (so the
+ * runner does not requeue it), writing to `stores`; returns its id.
+ */
+async function abandonedCopy(t: TestApp, imageId: string, stores: string[]): Promise<string> {
+  const id = randomUUID();
+  const longAgo = new Date(Date.now() - 3 * 3_600_000).toISOString();
+  const input = {
+    image_id: imageId,
+    import_req: { method: { name: 'copy-image' }, stores },
+    backend: stores,
+  };
+  await withDatabase(t, (db) =>
+    db
+      .insertInto('tasks')
+      .values({
+        id,
+        type: 'api_image_import',
+        status: 'processing',
+        owner: 'admin-project',
+        image_id: imageId,
+        request_id: null,
+        user_id: null,
+        input: JSON.stringify(input),
+        result: null,
+        message: '',
+        expires_at: null,
+        created_at: longAgo,
+        updated_at: longAgo,
+        deleted: 0,
+        deleted_at: null,
+        worker_id: t.app.workerId,
+        attempts: 1,
+      })
+      .execute(),
+  );
+  return id;
 }
 
 function visible(names: string[]): string[] {

@@ -130,6 +130,8 @@ export interface TaskChanges {
   readonly result?: Record<string, unknown> | null;
   readonly message?: string;
   readonly expires_at?: string | null;
+  /** When the change happened, if expires_at is counted from it; now when absent. */
+  readonly updated_at?: string;
 }
 
 /** Tasks in the database: the shared queue every process takes work from. */

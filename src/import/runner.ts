@@ -107,12 +107,15 @@ export class TaskRunner {
     result: Record<string, unknown> | null,
     message: string,
   ): Promise<void> {
-    const expiresAt = new Date(Date.now() + this.settings.timeToLiveHours * 3_600_000);
+    // As upstream, a finished task is kept for its time to live from when it finished.
+    const finishedAt = Date.now();
+    const expiresAt = finishedAt + this.settings.timeToLiveHours * 3_600_000;
     await this.tasks.update(task.id, 'processing', {
       status,
       result,
       message,
-      expires_at: expiresAt.toISOString(),
+      updated_at: new Date(finishedAt).toISOString(),
+      expires_at: new Date(expiresAt).toISOString(),
     });
   }
 

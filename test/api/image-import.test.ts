@@ -1042,6 +1042,102 @@ for (const database of await testDatabases()) {
     });
   });
 
+  describe(`task expiry on ${database.name}`, { skip: database.skip ?? false }, () => {
+    const HOURS_TO_LIVE = 3;
+    let source: Source;
+    let t: TestApp;
+
+    before(async () => {
+      source = await Source.start();
+      t = await startImportApp(database, source, await freePort(), {
+        task_time_to_live: HOURS_TO_LIVE,
+      });
+    });
+    after(async () => {
+      await t?.close();
+      await source?.close();
+    });
+
+    /** A finished import task of a new image, successful unless `path` answers 404. */
+    async function finishedImport(path: string, fails = false): Promise<ImageTask> {
+      const uri = fails ? source.status(path, 404) : source.withLength(path, randomBytes(500));
+      const { id } = await createImage(t);
+      await accepted(t, id, webDownload(uri));
+      return finishedTask(t, id);
+    }
+
+    async function taskIds(): Promise<string[]> {
+      const response = await send(t, 'GET', '/v2/tasks', ADMIN);
+      assert.equal(response.statusCode, 200, response.body);
+      return json<TaskList>(response).tasks.map((task) => task.id);
+    }
+
+    it('expires a task task_time_to_live hours after it finished', async () => {
+      const stall = source.stall('/slow-to-finish', randomBytes(10_000));
+      const { id } = await createImage(t);
+      try {
+        await accepted(t, id, webDownload(stall.uri));
+        await stall.started;
+        // Long enough for the creation and the completion times to differ visibly.
+        await sleep(300);
+      } finally {
+        stall.release();
+      }
+      const succeeded = await finishedTask(t, id);
+      assert.equal(succeeded.status, 'success', succeeded.message);
+      const ranFor =
+        Date.parse(`${succeeded.updated_at}Z`) - Date.parse(`${succeeded.created_at}Z`);
+      assert.ok(ranFor >= 300, `the import took only ${ranFor} ms`);
+      const failed = await finishedImport('/expiring-failure', true);
+      assert.equal(failed.status, 'failure');
+
+      for (const task of [succeeded, failed]) {
+        // As upstream: counted from the completion (the last update), not from the creation.
+        const finishedAt = Date.parse(`${task.updated_at}Z`);
+        const expected = new Date(finishedAt + HOURS_TO_LIVE * 3_600_000);
+        assert.equal(task.expires_at, expected.toISOString().replace('Z', '000'));
+        const shown = json<TaskView>(await send(t, 'GET', `/v2/tasks/${task.id}`, ADMIN));
+        assert.equal(shown.expires_at, `${expected.toISOString().slice(0, 19)}Z`);
+      }
+    });
+
+    it('purges an expired task from GET /v2/tasks and the image tasks', async () => {
+      const expiring = await finishedImport('/soon-gone');
+      const kept = await finishedImport('/kept');
+      const imageId = String(expiring.image_id);
+      assert.ok((await taskIds()).includes(expiring.id));
+      const past = new Date(Date.now() - 60_000).toISOString();
+      await withDatabase(t, (db) =>
+        db.updateTable('tasks').set({ expires_at: past }).where('id', '=', expiring.id).execute(),
+      );
+
+      // The task runner purges on its own schedule, every few seconds.
+      const deadline = Date.now() + TASK_TIMEOUT_MS;
+      while ((await taskIds()).includes(expiring.id)) {
+        if (Date.now() > deadline) assert.fail(`task ${expiring.id} was never purged`);
+        await sleep(100);
+      }
+      assert.deepEqual(await imageTasks(t, imageId), []);
+      assert.deepEqual(await imageTasks(t, imageId, ALICE), []);
+      expectError(await send(t, 'GET', `/v2/tasks/${expiring.id}`, ADMIN), 404);
+      const row = await withDatabase(t, (db) =>
+        db
+          .selectFrom('tasks')
+          .select(['deleted', 'deleted_at'])
+          .where('id', '=', expiring.id)
+          .executeTakeFirstOrThrow(),
+      );
+      assert.equal(row.deleted, 1);
+      assert.ok(row.deleted_at !== null && Date.parse(row.deleted_at) > Date.parse(past));
+
+      assert.ok((await taskIds()).includes(kept.id), 'a task not yet expired stays');
+      assert.deepEqual(
+        (await imageTasks(t, String(kept.image_id))).map((task) => task.id),
+        [kept.id],
+      );
+    });
+  });
+
   describe(`tasks API on ${database.name}`, { skip: database.skip ?? false }, () => {
     let source: Source;
     let t: TestApp;

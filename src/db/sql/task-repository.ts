@@ -97,7 +97,9 @@ export class SqlTaskRepository implements TaskRepository {
   }
 
   async update(id: string, expected: TaskStatus, changes: TaskChanges): Promise<boolean> {
-    const values: Partial<Selectable<TasksTable>> = { updated_at: new Date().toISOString() };
+    const values: Partial<Selectable<TasksTable>> = {
+      updated_at: changes.updated_at ?? new Date().toISOString(),
+    };
     if (changes.status !== undefined) values.status = changes.status;
     if (changes.message !== undefined) values.message = changes.message;
     if (changes.expires_at !== undefined) values.expires_at = changes.expires_at;

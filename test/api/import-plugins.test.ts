@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,13 @@ import { gzipSync } from 'node:zlib';
 
 import { asProject, json, startTestApp, type TestApp } from '../support/app.js';
 import { testDatabases } from '../support/databases.js';
+import { buildQemuImages, qemuImg, qemuVirtualSize } from '../support/images.js';
+import {
+  assertImportBookkeeping,
+  assertImportUndone,
+  importLeftovers,
+  type ImageView,
+} from '../support/imports.js';
 
 const [sqlite] = await testDatabases();
 const MEMBER = asProject('p1');
@@ -55,8 +62,8 @@ describe('import plugins in the import flow', { skip: qemuImgProblem() ?? false 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const importFrom = async (path: string, diskFormat: string) => {
-    const created = await t.request({
+  const importFrom = async (path: string, diskFormat: string, app: TestApp = t) => {
+    const created = await app.request({
       method: 'POST',
       url: '/v2/images',
       headers: MEMBER,
@@ -64,20 +71,20 @@ describe('import plugins in the import flow', { skip: qemuImgProblem() ?? false 
     });
     const { id } = json<{ id: string }>(created);
     const uri = `http://127.0.0.1:${port}${path}`;
-    const started = await t.request({
+    const started = await app.request({
       method: 'POST',
       url: `/v2/images/${id}/import`,
       headers: MEMBER,
       payload: JSON.stringify({ method: { name: 'web-download', uri } }),
     });
     assert.equal(started.statusCode, 202, started.body);
-    return { id, task: await finishedTask(id) };
+    return { id, task: await finishedTask(id, app) };
   };
 
-  const finishedTask = async (id: string) => {
+  const finishedTask = async (id: string, app: TestApp) => {
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
-      const response = await t.request({
+      const response = await app.request({
         method: 'GET',
         url: `/v2/images/${id}/tasks`,
         headers: MEMBER,
@@ -89,9 +96,9 @@ describe('import plugins in the import flow', { skip: qemuImgProblem() ?? false 
     throw new Error(`import of ${id} did not finish`);
   };
 
-  const show = async (id: string) =>
-    json<Record<string, unknown>>(
-      await t.request({ method: 'GET', url: `/v2/images/${id}`, headers: MEMBER }),
+  const show = async (id: string, app: TestApp = t) =>
+    json<ImageView>(
+      await app.request({ method: 'GET', url: `/v2/images/${id}`, headers: MEMBER }),
     );
 
   it('decompresses, converts to raw and injects properties, then stores the result', async () => {
@@ -110,6 +117,43 @@ describe('import plugins in the import flow', { skip: qemuImgProblem() ?? false 
     assert.equal(image.vendor, 'glimpse');
   });
 
+  it('converts to vmdk when that is the output format', async () => {
+    buildQemuImages(dir);
+    bodies.set('/disk.qcow2', readFileSync(join(dir, 'disk.qcow2')));
+    const toVmdk = await startTestApp(sqlite!, {
+      allowed_hosts: ['127.0.0.1'],
+      allowed_ports: [String(port)],
+      image_import_plugins: ['image_conversion'],
+      image_conversion_output_format: 'vmdk',
+    });
+    try {
+      const { id, task } = await importFrom('/disk.qcow2', 'qcow2', toVmdk);
+      assert.equal(task.status, 'success', task.message);
+      const image = await show(id, toVmdk);
+      assert.equal(image.status, 'active');
+      assert.equal(image.disk_format, 'vmdk');
+      assert.equal(image.container_format, 'bare');
+      assertImportBookkeeping(image);
+      assert.deepEqual(await importLeftovers(toVmdk, id), []);
+
+      const download = await toVmdk.request({
+        method: 'GET',
+        url: `/v2/images/${id}/file`,
+        headers: MEMBER,
+      });
+      assert.equal(download.statusCode, 200);
+      assert.equal(image.size, download.rawPayload.length);
+      const stored = join(dir, 'stored.vmdk');
+      writeFileSync(stored, download.rawPayload);
+      // qemu-img reads it as a VMDK of the same disk, and the same data, as the source.
+      assert.equal(qemuVirtualSize(stored, 'vmdk'), qemuVirtualSize(join(dir, 'disk.raw')));
+      assert.equal(image.virtual_size, qemuVirtualSize(stored, 'vmdk'));
+      qemuImg('compare', '-q', '-f', 'raw', '-F', 'vmdk', join(dir, 'disk.raw'), stored);
+    } finally {
+      await toVmdk.close();
+    }
+  });
+
   it('stops a compression bomb at the size cap and leaves the image queued', async () => {
     const bomb = gzipSync(Buffer.alloc(80 * 1024 * 1024));
     bodies.set('/bomb.gz', bomb);
@@ -117,9 +161,7 @@ describe('import plugins in the import flow', { skip: qemuImgProblem() ?? false 
     const { id, task } = await importFrom('/bomb.gz', 'raw');
     assert.equal(task.status, 'failure');
     assert.match(task.message, /size cap/);
-    const image = await show(id);
-    assert.equal(image.status, 'queued');
-    assert.equal(image.os_glance_import_task, undefined);
+    await assertImportUndone(t, await show(id));
   });
 
   it('refuses a qcow2 with a backing file during conversion', async () => {
@@ -131,6 +173,7 @@ describe('import plugins in the import flow', { skip: qemuImgProblem() ?? false 
 
     const { id, task } = await importFrom('/child.qcow2', 'qcow2');
     assert.equal(task.status, 'failure');
-    assert.equal((await show(id)).status, 'queued');
+    assert.match(task.message, /backing/i);
+    await assertImportUndone(t, await show(id));
   });
 });

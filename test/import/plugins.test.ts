@@ -49,6 +49,7 @@ function qemuImg(...args: string[]): string {
 interface QemuInfo {
   format: string;
   'virtual-size': number;
+  'format-specific'?: { type: string; data: Record<string, unknown> };
 }
 
 function qemuInfo(path: string, format: string): QemuInfo {
@@ -393,6 +394,29 @@ describe('image_conversion', () => {
       virtualSize: diskSize,
     });
     qemuImg('compare', '-q', '-f', 'raw', '-F', 'qcow2', path('disk.raw'), p);
+    await rm(p);
+  });
+
+  qemuTest('converts qcow2 to a vmdk in one file', async () => {
+    const p = await stage('disk.qcow2');
+    const outcome = await plugin('image_conversion', { conversionOutputFormat: 'vmdk' }).run(
+      staged(p, 'qcow2'),
+      anyone,
+    );
+
+    const info = qemuInfo(p, 'vmdk');
+    assert.equal(info.format, 'vmdk');
+    assert.equal(info['virtual-size'], diskSize);
+    // A create-type the importer accepts, with its data in this one file.
+    assert.equal(info['format-specific']?.data['create-type'], 'monolithicSparse');
+    assert.deepEqual(outcome, {
+      diskFormat: 'vmdk',
+      containerFormat: 'bare',
+      size: (await stat(p)).size,
+      virtualSize: diskSize,
+    });
+    qemuImg('compare', '-q', '-f', 'raw', '-F', 'vmdk', path('disk.raw'), p);
+    assert.deepEqual(await leftovers(), []);
     await rm(p);
   });
 

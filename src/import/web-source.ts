@@ -12,11 +12,13 @@
  * - Each hop has its own undici Agent, never the global dispatcher, so no proxy configured in the
  *   environment sits between the check and the connection.
  *
- * Like upstream, a body whose length differs from its Content-Length fails the download.
+ * A body shorter than its Content-Length fails the download, as upstream. So does one that goes
+ * on past it, which upstream's reader would silently cut at the announced length.
  */
 import type { LookupFunction } from 'node:net';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 
-import type { Agent, Dispatcher } from 'undici';
+import type { Agent, buildConnector, Dispatcher } from 'undici';
 
 import { InvalidInputError } from '../domain/errors.js';
 import type { ResolvedAddress, UriFilterOptions, ValidatedImportUri } from './uri-filter.js';
@@ -65,6 +67,13 @@ interface Hop {
   uri: string;
   response: Dispatcher.ResponseData;
   agent: Agent;
+  connection: ConnectionWatch;
+}
+
+/** What a hop's connection did that undici does not report to the response's reader. */
+interface ConnectionWatch {
+  /** Bytes arrived after the end of the response, which no request had asked for. */
+  sentPastResponse: boolean;
 }
 
 /**
@@ -105,7 +114,8 @@ async function send(
     throw new InvalidInputError(`web-download cannot fetch ${target.url.protocol} URIs`);
   }
   const { url, authorization } = withoutCredentials(target.url);
-  const agent = pinnedAgent(target.addresses, options.connectTimeoutMs);
+  const connection: ConnectionWatch = { sentPastResponse: false };
+  const agent = pinnedAgent(target.addresses, options.connectTimeoutMs, connection);
   const headers: Record<string, string> = {
     ...extraHeaders,
     // The bytes are the image: a content encoding such as gzip would change them.
@@ -123,15 +133,22 @@ async function send(
       // slow consumer (a store write) must not look like a stalled server.
       bodyTimeout: 0,
     });
-    return { uri, response, agent };
+    return { uri, response, agent, connection };
   } catch (error) {
     await agent.destroy();
     throw error;
   }
 }
 
-/** The socket's lookup answers with the addresses the filter accepted, and never asks DNS. */
-function pinnedAgent(addresses: ResolvedAddress[], connectTimeoutMs: number): Agent {
+/**
+ * The socket's lookup answers with the addresses the filter accepted, and never asks DNS. The
+ * socket is watched for data past the response (see ConnectionWatch).
+ */
+function pinnedAgent(
+  addresses: ResolvedAddress[],
+  connectTimeoutMs: number,
+  connection: ConnectionWatch,
+): Agent {
   const lookup: LookupFunction = (_hostname, lookupOptions, callback) => {
     const first = addresses[0];
     if (lookupOptions.all === true) {
@@ -146,10 +163,36 @@ function pinnedAgent(addresses: ResolvedAddress[], connectTimeoutMs: number): Ag
     }
   };
   // autoSelectFamily tries every accepted address (happy eyeballs), e.g. ::1 then 127.0.0.1.
-  return new (undici().Agent)({
-    connect: { lookup, timeout: connectTimeoutMs, autoSelectFamily: true },
-    connections: 1,
+  const connect = undici().buildConnector({
+    lookup,
+    timeout: connectTimeoutMs,
+    autoSelectFamily: true,
   });
+  return new (undici().Agent)({ connect: watching(connect, connection), connections: 1 });
+}
+
+/**
+ * undici frames a body by its Content-Length and takes any bytes after it for a response
+ * nobody asked for: it closes the connection with an error that only the socket sees, while
+ * the body it hands over looks complete. The socket's errors tell those bytes apart.
+ */
+function watching(
+  connect: buildConnector.connector,
+  connection: ConnectionWatch,
+): buildConnector.connector {
+  return (options, callback) =>
+    connect(options, (...result) => {
+      result[1]?.on('error', (error: NodeJS.ErrnoException) => {
+        if (isUnaskedResponse(error)) connection.sentPastResponse = true;
+      });
+      callback(...result);
+    });
+}
+
+/** undici's errors for bytes that arrive while no request is waiting for a response. */
+function isUnaskedResponse(error: NodeJS.ErrnoException): boolean {
+  if (error.code?.startsWith('HPE_')) return true;
+  return error.code === 'UND_ERR_SOCKET' && error.message === 'bad response';
 }
 
 /**
@@ -226,19 +269,29 @@ async function* readBody(
       if (next.done === true) break;
       const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(String(next.value));
       received += chunk.length;
-      // undici already frames an HTTP/1.1 body by its Content-Length; this keeps the promise
-      // even where the framing comes from elsewhere.
-      if (expected !== null && received > expected) {
-        throw new Error(`web-download source sent more than its Content-Length of ${expected}`);
-      }
+      // undici ends an HTTP/1.1 body at its Content-Length; this holds where it does not.
+      if (expected !== null && received > expected) throw tooLong(expected);
       yield chunk;
     }
-    if (expected !== null && received !== expected) {
-      throw new Error(`web-download source sent ${received} of its ${expected} bytes`);
-    }
+    if (expected !== null) await checkLength(hop, received, expected);
   } finally {
     await closeHop(hop);
   }
+}
+
+/** The whole body was as long as announced: not shorter, and not followed by more bytes. */
+async function checkLength(hop: Hop, received: number, expected: number): Promise<void> {
+  if (received !== expected) {
+    throw new Error(`web-download source sent ${received} of its ${expected} bytes`);
+  }
+  // Bytes sent right behind the body have reached the socket after one more turn of the event
+  // loop; any sent later go unnoticed, as nothing tells them from the start of a reply.
+  await nextTurn();
+  if (hop.connection.sentPastResponse) throw tooLong(expected);
+}
+
+function tooLong(expected: number): Error {
+  return new Error(`web-download source sent more than its Content-Length of ${expected} bytes`);
 }
 
 /** The next chunk, or an error once the source has been silent for `readTimeoutMs`. */

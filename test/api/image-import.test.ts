@@ -162,6 +162,15 @@ class Source {
     return this.url(path);
   }
 
+  /** Announces `declared` bytes and sends all of `data` (more), as one write. */
+  long(path: string, data: Buffer, declared: number): string {
+    this.#routes.set(path, (_request, response) => {
+      response.writeHead(200, { 'content-length': String(declared) });
+      response.end(data);
+    });
+    return this.url(path);
+  }
+
   redirect(path: string, location: string): string {
     this.#routes.set(path, (_request, response) => {
       response.writeHead(302, { location }).end();
@@ -730,6 +739,13 @@ for (const database of await testDatabases()) {
         const { id } = await createImage(t);
         await accepted(t, id, body);
         await assertImportFailed(t, id, body, /of 100000 bytes/);
+      });
+
+      it('fails when the source sends more bytes than its Content-Length', async () => {
+        const body = webDownload(source.long('/long', randomBytes(120_000), 100_000));
+        const { id } = await createImage(t);
+        await accepted(t, id, body);
+        await assertImportFailed(t, id, body, /more than its Content-Length of 100000 bytes/);
       });
 
       it('hides the credentials of the URI in the task message', async () => {

@@ -384,6 +384,15 @@ describe('web-download source', () => {
       res.writeHead(200, { 'content-length': '1000' });
       res.write(image.subarray(0, 400), () => res.socket?.destroy());
     },
+    '/long': (_req, res) => {
+      // Node's server does not hold a response to its Content-Length: 500 bytes too many.
+      res.writeHead(200, { 'content-length': '1000' });
+      res.end(image.subarray(0, 1500));
+    },
+    '/long-later': (_req, res) => {
+      res.writeHead(200, { 'content-length': '1000' });
+      res.write(image.subarray(0, 1000), () => res.end(image.subarray(1000, 1500)));
+    },
     '/missing': (_req, res) => {
       res.writeHead(404).end('no such image');
     },
@@ -450,6 +459,14 @@ describe('web-download source', () => {
     const source = await openWebSource(`${base}/short`, options());
     assert.equal(source.contentLength, 1000);
     await assert.rejects(collect(source.body), /failed after 400 of 1000 bytes|400 of its 1000/);
+  });
+
+  it('fails when the source sends more bytes than its Content-Length', async () => {
+    for (const path of ['/long', '/long-later']) {
+      const source = await openWebSource(`${base}${path}`, options());
+      assert.equal(source.contentLength, 1000);
+      await assert.rejects(collect(source.body), /more than its Content-Length of 1000 bytes/);
+    }
   });
 
   it('throws the status of a non-2xx answer', async () => {

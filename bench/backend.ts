@@ -20,7 +20,7 @@ export interface Backend {
   cleanup(): Promise<void>;
 }
 
-export async function openBackend(kind: DatabaseKind): Promise<Backend> {
+export async function openBackend(kind: DatabaseKind, workers = 1): Promise<Backend> {
   const dataDir = await mkdtemp(join(tmpdir(), 'glimpse-bench-'));
   let database: BenchDatabase | null = null;
   try {
@@ -35,7 +35,7 @@ export async function openBackend(kind: DatabaseKind): Promise<Backend> {
     dataDir,
     databaseUrl,
     databaseCommand: kind === 'postgres' ? 'postgres' : null,
-    start: () => startServer({ dataDir, databaseUrl }),
+    start: () => startServer({ dataDir, databaseUrl, workers }),
     async cleanup() {
       await database?.drop();
       await rm(dataDir, { recursive: true, force: true });
@@ -47,8 +47,9 @@ export async function openBackend(kind: DatabaseKind): Promise<Backend> {
 export async function withServer<T>(
   kind: DatabaseKind,
   work: (backend: Backend, server: RunningServer) => Promise<T>,
+  workers = 1,
 ): Promise<T> {
-  const backend = await openBackend(kind);
+  const backend = await openBackend(kind, workers);
   try {
     const server = await backend.start();
     try {

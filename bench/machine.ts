@@ -118,11 +118,35 @@ export interface CpuSnapshot {
   machine: number;
 }
 
+/** Pids of a process's children (the API workers of a server started with `workers`). */
+function childPids(pid: number): number[] {
+  const children: number[] = [];
+  try {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === pid) children.push(Number(entry));
+    }
+  } catch {
+    // A process that ended while listed; its CPU is lost either way.
+  }
+  return children;
+}
+
+/** CPU seconds of the server and of its worker processes together. */
+function serverCpuSeconds(pid: number): number {
+  return (
+    childPids(pid).reduce((sum, child) => sum + processCpuSeconds(child), 0) +
+    processCpuSeconds(pid)
+  );
+}
+
 export function cpuSnapshot(serverPid: number, databaseCommand: string | null): CpuSnapshot {
   const client = process.cpuUsage();
   return {
     at: performance.now(),
-    server: processCpuSeconds(serverPid),
+    server: serverCpuSeconds(serverPid),
     client: (client.user + client.system) / 1e6,
     database: databaseCommand === null ? new Map() : commandCpuSeconds(databaseCommand),
     machine: machineCpuSeconds(),

@@ -1,4 +1,6 @@
 /** The metadata scenario group: each database in turn, scenarios then the deep page. */
+import { availableParallelism } from 'node:os';
+
 import { emptyStartups, LABELS, median, STARTUP_SAMPLES, withServer } from './backend.js';
 import { benchDeepPage } from './deep-page.js';
 import { benchScenarios } from './metadata.js';
@@ -23,6 +25,18 @@ async function benchDatabase(
   figures.deep[kind] = await benchDeepPage(kind, settings);
 }
 
+/** The same scenarios on SQLite served by one API process per core (the `workers` option). */
+async function benchWorkers(settings: BenchSettings, figures: MetadataFigures): Promise<void> {
+  const workers = availableParallelism();
+  settings.log(`SQLite, ${workers} API workers: scenarios`);
+  const runs = await withServer(
+    'sqlite',
+    (backend, server) => benchScenarios(backend, server, settings),
+    workers,
+  );
+  figures.workers = { count: workers, runs };
+}
+
 export const metadataGroup: ScenarioGroup = {
   name: 'metadata',
   async run(settings) {
@@ -33,6 +47,9 @@ export const metadataGroup: ScenarioGroup = {
         continue;
       }
       await benchDatabase(kind, settings, figures);
+    }
+    if (settings.databases.includes('sqlite') && availableParallelism() > 1) {
+      await benchWorkers(settings, figures);
     }
     return metadataReport(figures);
   },

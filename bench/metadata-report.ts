@@ -2,7 +2,12 @@
 import { LABELS, STARTUP_SAMPLES } from './backend.js';
 import { DEEP_IMAGE_COUNT, DEEP_POSITION, type DeepPageFigures } from './deep-page.js';
 import type { LoadResult } from './load.js';
-import { IMAGE_COUNT, type DatabaseFigures, type ScenarioKey } from './metadata.js';
+import {
+  IMAGE_COUNT,
+  type DatabaseFigures,
+  type ScenarioKey,
+  type ScenarioRun,
+} from './metadata.js';
 import {
   formatNumber,
   table,
@@ -16,6 +21,8 @@ export interface MetadataFigures {
   deep: Partial<Record<DatabaseKind, DeepPageFigures>>;
   /** Why a database was left out, e.g. PostgreSQL not reachable. */
   skipped: string[];
+  /** The scenarios again on SQLite, served by this many API processes. */
+  workers?: { count: number; runs: ScenarioRun[] };
 }
 
 const TARGET_CONNECTIONS = 32;
@@ -33,7 +40,11 @@ const STARTUP_LIMIT_MS = 500;
 const rate = (result: LoadResult) => formatNumber(result.perSecond);
 const millis = (value: number) => formatNumber(value, 2);
 
-function find(figures: DatabaseFigures | undefined, key: ScenarioKey, connections: number) {
+function find(
+  figures: Pick<DatabaseFigures, 'runs'> | undefined,
+  key: ScenarioKey,
+  connections: number,
+) {
   return figures?.runs.find(
     (run) => run.scenario.key === key && run.result.connections === connections,
   )?.result;
@@ -50,7 +61,7 @@ function cpuPerRequest(result: LoadResult, share: number | null): string {
   return formatNumber((share * 10_000) / result.perSecond);
 }
 
-function scenarioHeaders(kind: DatabaseKind, compared: boolean): string[] {
+function scenarioHeaders(kind: DatabaseKind, comparedTo: string | undefined): string[] {
   const headers = ['Scenario', 'Conc.', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'run s'];
   if (kind === 'postgres') {
     headers.push('server µs CPU/req', 'PostgreSQL µs CPU/req');
@@ -58,16 +69,20 @@ function scenarioHeaders(kind: DatabaseKind, compared: boolean): string[] {
   } else {
     headers.push('server µs CPU/req', 'CPU % server / client / other');
   }
-  if (compared) headers.push('vs SQLite');
+  if (comparedTo !== undefined) headers.push(`vs ${comparedTo}`);
   return headers;
 }
 
-function scenarioTable(kind: DatabaseKind, figures: MetadataFigures): string {
-  const own = figures.scenarios[kind];
-  const sqlite = kind === 'postgres' ? figures.scenarios.sqlite : undefined;
-  const headers = scenarioHeaders(kind, sqlite !== undefined);
+/** A scenario table; `reference`, when given, fills a last column of req/s ratios to it. */
+function scenarioTable(
+  kind: DatabaseKind,
+  runs: readonly ScenarioRun[],
+  reference?: { label: string; figures: DatabaseFigures | undefined },
+): string {
+  const sqlite = reference?.figures;
+  const headers = scenarioHeaders(kind, reference?.label);
 
-  const rows = (own?.runs ?? []).map(({ scenario, result }) => {
+  const rows = runs.map(({ scenario, result }) => {
     const row = [
       scenario.label,
       String(result.connections),
@@ -149,10 +164,35 @@ function deepTable(figures: MetadataFigures): string {
   return table(headers, rows, new Set([1, 2, 3, 4, 5, 6, 7, 8, 9]));
 }
 
+function workersSection(
+  figures: MetadataFigures,
+  workers: { count: number; runs: ScenarioRun[] },
+): string {
+  const reference = { label: '1 process', figures: figures.scenarios.sqlite };
+  return [
+    `### SQLite, ${workers.count} API workers`,
+    `The same scenarios on a fresh SQLite server started with \`workers: ${workers.count}\` ` +
+      '(one API process per core, as upstream Glance runs by default). The CPU column adds ' +
+      'up every API process; the load generator shares the same cores.',
+    scenarioTable('sqlite', workers.runs, reference),
+  ].join('\n\n');
+}
+
+/** The SQLite throughput targets, for one process and, when run, for one per core. */
 function sqliteTargets(figures: MetadataFigures): TargetCheck[] {
+  const single = sqliteTargetChecks('SQLite', figures.scenarios.sqlite);
+  if (!figures.workers) return single;
+  const label = `SQLite with ${figures.workers.count} workers`;
+  return [...single, ...sqliteTargetChecks(label, figures.workers)];
+}
+
+function sqliteTargetChecks(
+  label: string,
+  figures: Pick<DatabaseFigures, 'runs'> | undefined,
+): TargetCheck[] {
   return SQLITE_TARGETS.map(({ key, name, perSecond }) => {
-    const target = `SQLite ${name}, c=32: ≥ ${formatNumber(perSecond)} req/s, no errors`;
-    const result = find(figures.scenarios.sqlite, key, TARGET_CONNECTIONS);
+    const target = `${label} ${name}, c=32: ≥ ${formatNumber(perSecond)} req/s, no errors`;
+    const result = find(figures, key, TARGET_CONNECTIONS);
     if (!result) return { target, measured: 'not run', met: null };
     const failures = result.non2xx + result.errors;
     return {
@@ -249,8 +289,14 @@ export function metadataReport(figures: MetadataFigures): GroupReport {
     `### Start-up (spawn to first answer of GET /versions)\n\n${startupTable(figures)}`,
   );
   for (const kind of Object.keys(figures.scenarios) as DatabaseKind[]) {
-    sections.push(`### ${LABELS[kind]}\n\n${scenarioTable(kind, figures)}`);
+    const runs = figures.scenarios[kind]?.runs ?? [];
+    const reference =
+      kind === 'postgres' && figures.scenarios.sqlite
+        ? { label: 'SQLite', figures: figures.scenarios.sqlite }
+        : undefined;
+    sections.push(`### ${LABELS[kind]}\n\n${scenarioTable(kind, runs, reference)}`);
   }
+  if (figures.workers) sections.push(workersSection(figures, figures.workers));
   if (Object.keys(figures.deep).length > 0) {
     sections.push(`### Deep page\n\n${deepNotes()}\n\n${deepTable(figures)}`);
   }

@@ -23,6 +23,8 @@ export interface ServerOptions {
   dataDir: string;
   /** Empty for SQLite in dataDir. */
   databaseUrl: string;
+  /** API processes (the `workers` option); 1 when absent. */
+  workers?: number;
   /** Extra arguments to node before the script, e.g. --cpu-prof. */
   nodeArgs?: string[];
 }
@@ -56,6 +58,7 @@ function childEnvironment(port: number, options: ServerOptions): NodeJS.ProcessE
   // At info every request writes a log line; that would measure pino, not the service.
   env.GLIMPSE_LOG_LEVEL = 'warn';
   if (options.databaseUrl !== '') env.GLIMPSE_DATABASE_URL = options.databaseUrl;
+  if (options.workers !== undefined) env.GLIMPSE_WORKERS = String(options.workers);
   return env;
 }
 

@@ -5,11 +5,11 @@
  * as a readable message.
  *
  * The limits are set in Keystone through its API with the admin's token, and converge on the
- * values below whatever an earlier run left (existing limits are looked up and updated, not
- * created twice). The small limits are a project override for alpha only; the registered
- * defaults, which every other project gets, are generous. Suites that run in keystone mode
- * without use_keystone_limits never read any of them. The glimpse service user is given the
- * reader role on the system, which it needs to read the limits of other projects.
+ * values of test/support/keystone-limits.ts whatever an earlier run left. The small limits
+ * are a project override for alpha only; the registered defaults, which every other project
+ * gets, are generous. Suites that run in keystone mode without use_keystone_limits never read
+ * any of them. The glimpse service user is given the reader role on the system, which it
+ * needs to read the limits of other projects.
  *
  * Needs Keystone on 127.0.0.1:5000 (scripts/keystone.sh start), and the Debian package
  * python3-openstackclient for the CLI case. Without them those cases are skipped, except under
@@ -36,6 +36,15 @@ import {
   keystoneAppOptions,
 } from '../support/keystone.js';
 import {
+  ADMIN_PASSWORD,
+  ALPHA_LIMITS as ALPHA,
+  ensureProjectLimits,
+  ensureRegisteredLimits,
+  imageServiceId,
+  REGISTERED_LIMITS,
+  type Resource,
+} from '../support/keystone-limits.js';
+import {
   findOnPath,
   startServer,
   stopServer,
@@ -46,141 +55,17 @@ import {
 
 type Headers = Record<string, string>;
 type Image = Record<string, unknown> & { id: string; status: string };
-type Resource =
-  'image_size_total' | 'image_stage_total' | 'image_count_total' | 'image_count_uploading';
 
 const MiB = 1024 * 1024;
-const ADMIN_PASSWORD = process.env.GLIMPSE_TEST_KEYSTONE_ADMIN_PASSWORD ?? 'admin-secret';
 const REQUEST_TIMEOUT_MS = 15_000;
 const COMMAND_TIMEOUT_MS = 90_000;
 const OPENSTACK_MISSING =
   'the openstack command is not installed (Debian package python3-openstackclient)';
 
-/** What every project gets: enough not to matter here. */
-const REGISTERED: Readonly<Record<Resource, number>> = {
-  image_size_total: 1000,
-  image_stage_total: 1000,
-  image_count_total: 100,
-  image_count_uploading: 100,
-};
-
-/** alpha's own limits (sizes in MiB). */
-const ALPHA: Readonly<Record<Resource, number>> = {
-  image_size_total: 2,
-  image_stage_total: 1,
-  image_count_total: 5,
-  image_count_uploading: 1,
-};
-
 const isCi = process.env.CI === 'true';
 const problem = await keystoneProblem();
 const openstackPath = await findOnPath('openstack');
 const databases = await testDatabases();
-
-// ---------------------------------------------------------------------------------------------
-// Limits in Keystone
-
-/** The admin's system-scoped token: Keystone shows project limits only to such tokens. */
-let systemToken: { value: string; expiresAt: number } | undefined;
-
-async function systemAdminToken(): Promise<string> {
-  if (systemToken && systemToken.expiresAt - Date.now() > 60_000) return systemToken.value;
-  const password = {
-    user: { name: 'admin', domain: { name: 'Default' }, password: ADMIN_PASSWORD },
-  };
-  const auth = {
-    identity: { methods: ['password'], password },
-    scope: { system: { all: true } },
-  };
-  const response = await fetch(`${KEYSTONE_URL}/auth/tokens`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
-    body: JSON.stringify({ auth }),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await response.text();
-  const value = response.headers.get('x-subject-token');
-  assert.ok(response.status === 201 && value, `no system token for admin: ${text}`);
-  const expiresAt = Date.parse(
-    (JSON.parse(text) as { token: { expires_at: string } }).token.expires_at,
-  );
-  systemToken = { value, expiresAt };
-  return value;
-}
-
-async function keystone(method: string, path: string, body?: unknown): Promise<unknown> {
-  const response = await fetch(`${KEYSTONE_URL}${path}`, {
-    method,
-    headers: {
-      'x-auth-token': await systemAdminToken(),
-      'content-type': 'application/json',
-      accept: 'application/json',
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await response.text();
-  assert.ok(response.ok, `Keystone ${method} ${path}: ${response.status} ${text}`);
-  return text ? (JSON.parse(text) as unknown) : {};
-}
-
-async function imageServiceId(): Promise<string> {
-  const body = (await keystone('GET', '/services?type=image')) as {
-    services: Array<{ id: string }>;
-  };
-  assert.equal(body.services.length, 1, 'Keystone should list one image service');
-  return body.services[0]?.id ?? '';
-}
-
-interface LimitRow {
-  id: string;
-  region_id: string | null;
-  default_limit?: number;
-  resource_limit?: number;
-}
-
-/** Makes the region-less registered limit of `resource` equal `value`. */
-async function ensureRegisteredLimit(service: string, resource: Resource, value: number) {
-  const query = new URLSearchParams({ service_id: service, resource_name: resource });
-  const listed = (await keystone('GET', `/registered_limits?${query}`)) as {
-    registered_limits: LimitRow[];
-  };
-  const existing = listed.registered_limits.find((limit) => limit.region_id === null);
-  if (!existing) {
-    const created = { service_id: service, resource_name: resource, default_limit: value };
-    await keystone('POST', '/registered_limits', { registered_limits: [created] });
-  } else if (existing.default_limit !== value) {
-    const path = `/registered_limits/${existing.id}`;
-    await keystone('PATCH', path, { registered_limit: { default_limit: value } });
-  }
-}
-
-/** Makes the project's own region-less limit of `resource` equal `value`. */
-async function ensureProjectLimit(
-  service: string,
-  project: string,
-  resource: Resource,
-  value: number,
-) {
-  const query = new URLSearchParams({
-    service_id: service,
-    project_id: project,
-    resource_name: resource,
-  });
-  const listed = (await keystone('GET', `/limits?${query}`)) as { limits: LimitRow[] };
-  const existing = listed.limits.find((limit) => limit.region_id === null);
-  if (!existing) {
-    const created = {
-      service_id: service,
-      project_id: project,
-      resource_name: resource,
-      resource_limit: value,
-    };
-    await keystone('POST', '/limits', { limits: [created] });
-  } else if (existing.resource_limit !== value) {
-    await keystone('PATCH', `/limits/${existing.id}`, { limit: { resource_limit: value } });
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The API
@@ -270,12 +155,8 @@ describe('Keystone unified limits', { skip: problem ?? false }, () => {
   before(async () => {
     const service = await imageServiceId();
     alphaId = await projectId('alpha');
-    for (const [resource, value] of Object.entries(REGISTERED) as Array<[Resource, number]>) {
-      await ensureRegisteredLimit(service, resource, value);
-    }
-    for (const [resource, value] of Object.entries(ALPHA) as Array<[Resource, number]>) {
-      await ensureProjectLimit(service, alphaId, resource, value);
-    }
+    await ensureRegisteredLimits(service, REGISTERED_LIMITS);
+    await ensureProjectLimits(service, alphaId, ALPHA);
     alpha = await getToken('alpha-member', 'alpha');
     admin = await getToken('admin', 'admin', ADMIN_PASSWORD);
   });

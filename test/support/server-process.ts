@@ -190,17 +190,18 @@ export function withoutPrefix(env: NodeJS.ProcessEnv, prefix: string): NodeJS.Pr
 }
 
 /**
- * Runs glance against the server at url. Standard input is closed rather than empty:
- * glanceclient treats a non-terminal stdin as image data and would upload it after
- * image-create.
+ * Runs glance against the server at url, sending token (any will do for a server in noauth
+ * mode). Standard input is closed rather than empty: glanceclient treats a non-terminal stdin
+ * as image data and would upload it after image-create.
  */
 export function runGlance(
   glancePath: string,
   url: string,
   args: string[],
+  token = 'any-token',
 ): Promise<CommandResult> {
   const argv = [
-    ...['--os-image-url', url, '--os-auth-token', 'any-token'],
+    ...['--os-image-url', url, '--os-auth-token', token],
     ...['--os-image-api-version', '2'],
     ...args,
   ];

@@ -1,0 +1,150 @@
+/**
+ * Keystone unified limits for the quota suites, set through Keystone's API with the admin's
+ * system-scoped token (Keystone shows and changes project limits only for such tokens).
+ * Every helper converges on the values asked for whatever an earlier run left: existing
+ * limits are looked up and updated, never created twice.
+ */
+import assert from 'node:assert/strict';
+
+import { KEYSTONE_URL } from './keystone.js';
+
+export type Resource =
+  'image_size_total' | 'image_stage_total' | 'image_count_total' | 'image_count_uploading';
+
+export type ResourceLimits = Readonly<Record<Resource, number>>;
+
+export const ADMIN_PASSWORD = process.env.GLIMPSE_TEST_KEYSTONE_ADMIN_PASSWORD ?? 'admin-secret';
+
+/**
+ * The registered limits, which every project without its own gets: enough not to matter. A
+ * suite that needs small limits sets them on a project (alpha, or one of its own).
+ */
+export const REGISTERED_LIMITS: ResourceLimits = {
+  image_size_total: 1000,
+  image_stage_total: 1000,
+  image_count_total: 100,
+  image_count_uploading: 100,
+};
+
+/**
+ * alpha's own limits (sizes in MiB). Every suite that sets them sets these values, so suites
+ * running at the same time agree on them.
+ */
+export const ALPHA_LIMITS: ResourceLimits = {
+  image_size_total: 2,
+  image_stage_total: 1,
+  image_count_total: 5,
+  image_count_uploading: 1,
+};
+
+const REQUEST_TIMEOUT_MS = 15_000;
+/** A cached token is replaced when less than this is left of its life. */
+const RENEW_MARGIN_MS = 60_000;
+
+let systemToken: { value: string; expiresAt: number } | undefined;
+
+async function systemAdminToken(): Promise<string> {
+  if (systemToken && systemToken.expiresAt - Date.now() > RENEW_MARGIN_MS) {
+    return systemToken.value;
+  }
+  const password = {
+    user: { name: 'admin', domain: { name: 'Default' }, password: ADMIN_PASSWORD },
+  };
+  const auth = {
+    identity: { methods: ['password'], password },
+    scope: { system: { all: true } },
+  };
+  const response = await fetch(`${KEYSTONE_URL}/auth/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify({ auth }),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  const text = await response.text();
+  const value = response.headers.get('x-subject-token');
+  assert.ok(response.status === 201 && value, `no system token for admin: ${text}`);
+  const expiresAt = Date.parse(
+    (JSON.parse(text) as { token: { expires_at: string } }).token.expires_at,
+  );
+  systemToken = { value, expiresAt };
+  return value;
+}
+
+/** One call to Keystone's API as the system admin; fails the test on any error status. */
+async function keystone(method: string, path: string, body?: unknown): Promise<unknown> {
+  const response = await fetch(`${KEYSTONE_URL}${path}`, {
+    method,
+    headers: {
+      'x-auth-token': await systemAdminToken(),
+      'content-type': 'application/json',
+      accept: 'application/json',
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `Keystone ${method} ${path}: ${response.status} ${text}`);
+  return text ? (JSON.parse(text) as unknown) : {};
+}
+
+/** Keystone's id of the one service of type image, whose limits Glimpse reads. */
+export async function imageServiceId(): Promise<string> {
+  const body = (await keystone('GET', '/services?type=image')) as {
+    services: Array<{ id: string }>;
+  };
+  assert.equal(body.services.length, 1, 'Keystone should list one image service');
+  return body.services[0]?.id ?? '';
+}
+
+interface LimitRow {
+  id: string;
+  region_id: string | null;
+  default_limit?: number;
+  resource_limit?: number;
+}
+
+/** Makes the region-less registered limit (the default) of each resource equal its value. */
+export async function ensureRegisteredLimits(service: string, limits: ResourceLimits) {
+  for (const [resource, value] of Object.entries(limits)) {
+    const query = new URLSearchParams({ service_id: service, resource_name: resource });
+    const listed = (await keystone('GET', `/registered_limits?${query}`)) as {
+      registered_limits: LimitRow[];
+    };
+    const existing = listed.registered_limits.find((limit) => limit.region_id === null);
+    if (!existing) {
+      const created = { service_id: service, resource_name: resource, default_limit: value };
+      await keystone('POST', '/registered_limits', { registered_limits: [created] });
+    } else if (existing.default_limit !== value) {
+      const path = `/registered_limits/${existing.id}`;
+      await keystone('PATCH', path, { registered_limit: { default_limit: value } });
+    }
+  }
+}
+
+/** Makes the project's own region-less limit of each resource given equal its value. */
+export async function ensureProjectLimits(
+  service: string,
+  project: string,
+  limits: Partial<ResourceLimits>,
+) {
+  for (const [resource, value] of Object.entries(limits)) {
+    const query = new URLSearchParams({
+      service_id: service,
+      project_id: project,
+      resource_name: resource,
+    });
+    const listed = (await keystone('GET', `/limits?${query}`)) as { limits: LimitRow[] };
+    const existing = listed.limits.find((limit) => limit.region_id === null);
+    if (!existing) {
+      const created = {
+        service_id: service,
+        project_id: project,
+        resource_name: resource,
+        resource_limit: value,
+      };
+      await keystone('POST', '/limits', { limits: [created] });
+    } else if (existing.resource_limit !== value) {
+      await keystone('PATCH', `/limits/${existing.id}`, { limit: { resource_limit: value } });
+    }
+  }
+}

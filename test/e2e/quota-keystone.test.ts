@@ -1,8 +1,8 @@
 /**
  * Keystone unified limits (use_keystone_limits) against the real Keystone: every check point
  * answers 413 once its limit is passed, GET /v2/info/usage reports usage and limits, racing
- * creates cannot take a project past image_count_total, and the openstack CLI shows a refusal
- * as a readable message.
+ * creates cannot take a project past image_count_total, the openstack CLI shows a refusal as
+ * a readable message, and `glance usage` prints what GET /v2/info/usage reports.
  *
  * The limits are set in Keystone through its API with the admin's token, and converge on the
  * values of test/support/keystone-limits.ts whatever an earlier run left. The small limits
@@ -11,9 +11,9 @@
  * any of them. The glimpse service user is given the reader role on the system, which it
  * needs to read the limits of other projects.
  *
- * Needs Keystone on 127.0.0.1:5000 (scripts/keystone.sh start), and the Debian package
- * python3-openstackclient for the CLI case. Without them those cases are skipped, except under
- * CI (CI=true), where they fail.
+ * Needs Keystone on 127.0.0.1:5000 (scripts/keystone.sh start), and the Debian packages
+ * python3-openstackclient and python3-glanceclient for the CLI cases. Without them those
+ * cases are skipped, except under CI (CI=true), where they fail.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -45,9 +45,12 @@ import {
   type Resource,
 } from '../support/keystone-limits.js';
 import {
+  GLANCE_MISSING,
   findOnPath,
+  runGlance,
   startServer,
   stopServer,
+  tableRows,
   withoutPrefix,
   type CommandResult,
   type ServerProcess,
@@ -65,6 +68,7 @@ const OPENSTACK_MISSING =
 const isCi = process.env.CI === 'true';
 const problem = await keystoneProblem();
 const openstackPath = await findOnPath('openstack');
+const glancePath = await findOnPath('glance');
 const databases = await testDatabases();
 
 // ---------------------------------------------------------------------------------------------
@@ -358,4 +362,112 @@ describe('Keystone unified limits', { skip: problem ?? false }, () => {
       });
     },
   );
+
+  describe('with the glance CLI', { skip: glancePath === null && !isCi && GLANCE_MISSING }, () => {
+    let server: ServerProcess | undefined;
+    let home = '';
+
+    before(async () => {
+      if (glancePath === null) throw new Error(`${GLANCE_MISSING}; CI requires it`);
+      server = await startServer({
+        env: { ...keystoneServerEnv(), GLIMPSE_USE_KEYSTONE_LIMITS: 'true' },
+      });
+      home = await mkdtemp(join(tmpdir(), 'glimpse-glance-home-'));
+      // Some of every resource: 1.5 MiB stored (counted as 1), 1 MiB staged, three images.
+      await send('PUT', `/v2/images/${await newImage()}/file`, Buffer.alloc(1.5 * MiB, 1));
+      await send('PUT', `/v2/images/${await newImage()}/stage`, Buffer.alloc(MiB, 2));
+      await newImage();
+    });
+
+    after(async () => {
+      if (server) await stopServer(server);
+      if (home) await rm(home, { recursive: true, force: true });
+    });
+
+    /** alpha's request to the server; fails the test unless answered with 2xx. */
+    async function send(method: string, path: string, body?: Buffer | object) {
+      const headers: Headers = { 'x-auth-token': alpha.token, accept: 'application/json' };
+      const data = Buffer.isBuffer(body);
+      if (body) headers['content-type'] = data ? 'application/octet-stream' : 'application/json';
+      const response = await fetch(`${server?.url ?? ''}${path}`, {
+        method,
+        headers,
+        body: data || body === undefined ? body : JSON.stringify(body),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+      const text = await response.text();
+      assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
+      return text ? (JSON.parse(text) as unknown) : null;
+    }
+
+    async function newImage(): Promise<string> {
+      const raw = { disk_format: 'raw', container_format: 'bare' };
+      return ((await send('POST', '/v2/images', raw)) as Image).id;
+    }
+
+    /** GET /v2/info/usage as the rows `glance usage` should print, header first. */
+    async function usageRows(): Promise<string[][]> {
+      const { usage } = (await send('GET', '/v2/info/usage')) as {
+        usage: Record<Resource, { usage: number; limit: number }>;
+      };
+      assert.deepEqual(usage, {
+        image_size_total: { usage: 1, limit: 2 },
+        image_stage_total: { usage: 1, limit: 1 },
+        image_count_total: { usage: 3, limit: 5 },
+        image_count_uploading: { usage: 1, limit: 1 },
+      });
+      const rows = Object.entries(usage).map(([quota, { limit, usage: used }]) => [
+        quota,
+        String(limit),
+        String(used),
+      ]);
+      return [['Quota', 'Limit', 'Usage'], ...rows];
+    }
+
+    /**
+     * glance as a user runs it: logged in to Keystone with a password, and the image API
+     * version found by asking the server (glanceclient falls back to v1, which has no usage
+     * command, when it cannot read the server's v2 schemas). HOME is the test's own, so the
+     * schemas glanceclient keeps there are fetched from this server.
+     */
+    function glanceLoggedIn(args: string[]): Promise<CommandResult> {
+      const env: NodeJS.ProcessEnv = {
+        ...withoutPrefix(process.env, 'OS_'),
+        HOME: home,
+        OS_AUTH_URL: KEYSTONE_URL,
+        OS_USERNAME: 'alpha-member',
+        OS_PASSWORD: USER_PASSWORD,
+        OS_PROJECT_NAME: 'alpha',
+        OS_USER_DOMAIN_NAME: 'Default',
+        OS_PROJECT_DOMAIN_NAME: 'Default',
+        OS_IDENTITY_API_VERSION: '3',
+      };
+      const argv = ['--os-image-url', server?.url ?? '', ...args];
+      return new Promise((resolve, reject) => {
+        execFile(
+          '/bin/sh',
+          ['-c', 'exec "$@" <&-', 'sh', glancePath ?? 'glance', ...argv],
+          { env, timeout: COMMAND_TIMEOUT_MS },
+          (error, stdout, stderr) => {
+            if (error && typeof error.code !== 'number') reject(error);
+            else resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
+          },
+        );
+      });
+    }
+
+    it('prints what GET /v2/info/usage reports, given a token', async () => {
+      const url = server?.url ?? '';
+      const result = await runGlance(glancePath ?? 'glance', url, ['usage'], alpha.token);
+      assert.equal(result.code, 0, `glance usage failed:\n${result.stderr}${result.stdout}`);
+      assert.deepEqual(tableRows(result.stdout), await usageRows());
+    });
+
+    it('prints the same after logging in and finding the API version', async () => {
+      const result = await glanceLoggedIn(['usage']);
+      assert.equal(result.code, 0, `glance usage failed:\n${result.stderr}${result.stdout}`);
+      assert.doesNotMatch(result.stderr, /falling back to v1/);
+      assert.deepEqual(tableRows(result.stdout), await usageRows());
+    });
+  });
 });

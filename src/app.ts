@@ -185,6 +185,7 @@ function loadPropertyProtections(
 interface TaskHandlerDeps {
   readonly images: ImageRepository;
   readonly data: ImageDataService;
+  readonly quotas: ProjectQuotas;
   readonly locations: LocationService;
   readonly staging: FileStore;
   readonly webSource: WebSourceOptions;
@@ -199,6 +200,7 @@ function taskHandlers(config: Config, deps: TaskHandlerDeps) {
   const importFlow = new ImportFlow(
     images,
     data,
+    deps.quotas,
     (uri) => openWebSource(uri, deps.webSource),
     {
       plugins: createPlugins(config.image_import_plugins, pluginSettings(config)),
@@ -308,6 +310,7 @@ export async function buildApplication(
     taskHandlers(config, {
       images: repositories.images,
       data,
+      quotas,
       locations,
       staging,
       webSource,

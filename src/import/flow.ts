@@ -11,6 +11,7 @@ import { GlimpseError, InvalidInputError } from '../domain/errors.js';
 import { transition, type ImageRecord } from '../domain/image.js';
 import type { TaskRecord } from '../domain/task.js';
 import type { ImageRepository } from '../db/repository.js';
+import type { ProjectQuotas } from '../quota/project-quotas.js';
 import type { ImageDataService } from '../services/image-data.js';
 import { IMPORT_LOCK } from '../services/import-lock.js';
 import { CALLER_ROLES, REMOTE_REFUSAL } from '../services/imports.js';
@@ -45,6 +46,7 @@ export class ImportFlow implements TaskHandler {
   constructor(
     private readonly images: ImageRepository,
     private readonly data: ImageDataService,
+    private readonly quotas: ProjectQuotas,
     private readonly openWebSource: WebSourceOpener,
     private readonly plugins: ImportPlugins,
     private readonly logger: Logger,
@@ -61,20 +63,27 @@ export class ImportFlow implements TaskHandler {
     // The lock makes this task the image's only writer, so what the stores hold beyond the
     // record is left over from an earlier attempt of it whose process died.
     await this.data.cleanStores(image.id, { stores: this.#storeIds(plan) });
+    // A refusal by the limits is no failure of the target stores.
+    let refused = false;
     try {
       image = await this.#begin(image, plan);
+      // As upstream: the caller's project, once the image counts as importing.
+      await this.quotas.enforceImportStart(task.owner, method.name, image.size).catch((error) => {
+        refused = true;
+        throw error;
+      });
       if (method.name === 'web-download') image = await this.#download(image, method.uri);
       if (method.name === 'glance-download') image = await this.#downloadRemote(image, task);
       if (plan.copying) await this.data.stageExisting(image);
       else image = await this.#runPlugins(image, rolesOf(task));
 
-      image = await this.#writeToStores(image, plan);
+      image = await this.#writeToStores(image, plan, task.owner);
       await this.data.removeStaged(image.id);
       if (image.status !== 'active') throw new Error('No store accepted the image data');
       await this.images.removePropertyIfEquals(image.id, IMPORT_LOCK, task.id);
       return { image_id: image.id };
     } catch (error) {
-      await this.#revert(task, image.id, plan, before);
+      await this.#revert(task, image.id, plan, before, !refused);
       throw reasonOf(error);
     }
   }
@@ -82,7 +91,7 @@ export class ImportFlow implements TaskHandler {
   async abandon(task: TaskRecord): Promise<void> {
     if (!task.image_id) return;
     const image = await this.images.get(task.image_id);
-    await this.#revert(task, task.image_id, planOf(task, methodOf(task).name), image);
+    await this.#revert(task, task.image_id, planOf(task, methodOf(task).name), image, true);
   }
 
   /**
@@ -90,13 +99,17 @@ export class ImportFlow implements TaskHandler {
    * image turns active with the last copy and any failure fails the import; otherwise it turns
    * active with the first copy, and a failing store is only recorded as failed.
    */
-  async #writeToStores(image: ImageRecord, plan: ImportPlan): Promise<ImageRecord> {
+  async #writeToStores(
+    image: ImageRecord,
+    plan: ImportPlan,
+    project: string | null,
+  ): Promise<ImageRecord> {
     let current = image;
     for (const [index, storeId] of plan.stores.entries()) {
       const last = index === plan.stores.length - 1;
       const activate = !plan.copying && (!plan.mustSucceed || last);
       try {
-        current = await this.data.importStaged(current, { storeId, activate });
+        current = await this.data.importStaged(current, { project, storeId, activate });
         current = await this.#save(current, finishedStore(current, storeId, true));
       } catch (error) {
         if (plan.mustSucceed) throw error;
@@ -198,7 +211,8 @@ export class ImportFlow implements TaskHandler {
   }
 
   /**
-   * Undoes an import, best effort, never throwing: its stores marked failed, the image back to
+   * Undoes an import, best effort, never throwing: its stores marked failed (or, for an
+   * import the limits refused, only no longer importing, as upstream), the image back to
    * queued (copy-image leaves it active) without the copies this task wrote, those copies and
    * the staged data deleted, and the lock released. Each step runs even if one before failed,
    * so the lock is always released.
@@ -208,9 +222,10 @@ export class ImportFlow implements TaskHandler {
     imageId: string,
     plan: ImportPlan,
     before: ImageRecord | null,
+    storesFailed: boolean,
   ): Promise<void> {
     const steps: Array<[string, () => Promise<unknown>]> = [
-      ['restore the image record', () => this.#revertImage(imageId, plan, before)],
+      ['restore the image record', () => this.#revertImage(imageId, plan, before, storesFailed)],
       ['remove plugin files', () => removePluginLeftovers(this.plugins.stagingPath(imageId))],
       // Against the record as reverted: copies it no longer has and staged data are removed.
       ['clean the stores', () => this.data.cleanStores(imageId, { stores: this.#storeIds(plan) })],
@@ -235,12 +250,17 @@ export class ImportFlow implements TaskHandler {
    * The image as before the import: copies this task wrote dropped, formats and properties a
    * glance-download copied restored, and back to queued (unless copying).
    */
-  async #revertImage(imageId: string, plan: ImportPlan, before: ImageRecord | null) {
+  async #revertImage(
+    imageId: string,
+    plan: ImportPlan,
+    before: ImageRecord | null,
+    storesFailed: boolean,
+  ) {
     const image = await this.images.get(imageId);
     if (!image) return;
     const earlier = new Set(before?.locations.map((location) => location.url) ?? []);
     let next: ImageRecord = {
-      ...failedStores(image, plan.stores),
+      ...leftStores(image, plan.stores, storesFailed),
       locations: image.locations.filter((location) => earlier.has(location.url)),
       updated_at: now(),
     };
@@ -328,12 +348,16 @@ function finishedStore(image: ImageRecord, storeId: string | null, ok: boolean):
   return { ...image, properties, updated_at: now() };
 }
 
-/** Every target still in the importing list moves to the failed list. */
-function failedStores(image: ImageRecord, targets: readonly (string | null)[]): ImageRecord {
+/** Every target still in the importing list leaves it, to the failed list if `failed`. */
+function leftStores(
+  image: ImageRecord,
+  targets: readonly (string | null)[],
+  failed: boolean,
+): ImageRecord {
   let next = image;
   for (const id of targets) {
     if (id !== null && storesIn(next, IMPORTING_TO).includes(id)) {
-      next = finishedStore(next, id, false);
+      next = finishedStore(next, id, !failed);
     }
   }
   return next;

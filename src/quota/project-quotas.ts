@@ -76,6 +76,22 @@ export class ProjectQuotas {
   }
 
   /**
+   * Keystone limits only: the checks upstream makes when an import task starts, with the
+   * image already importing (so it counts as uploading) and `size` its size so far.
+   * glance-direct is about to store what it staged; the other methods stage first, so they
+   * are checked on image_stage_total and only then on image_count_uploading, and a refusal
+   * names the first of the two that is passed.
+   */
+  async enforceImportStart(projectId: string | null, method: string, size: number | null) {
+    const delta = mebibytes(size);
+    if (method === 'glance-direct') {
+      return this.enforceLimits(projectId, { image_size_total: delta });
+    }
+    await this.enforceLimits(projectId, { image_stage_total: delta });
+    await this.enforceLimits(projectId, { image_count_uploading: 0 });
+  }
+
+  /**
    * Moves an image from queued to saving or uploading, where it counts against
    * image_count_uploading; the count includes the image itself, as upstream checks it just
    * after the change.

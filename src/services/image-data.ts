@@ -49,6 +49,8 @@ export interface UploadRequest {
 }
 
 export interface ImportWrite {
+  /** The project of the caller who asked for the import, whose quotas the data counts in. */
+  readonly project: string | null;
   /** Target store id; null: the default store. */
   readonly storeId: string | null;
   /** Whether the image turns active with this copy (else it keeps its status). */
@@ -152,14 +154,10 @@ export class ImageDataService implements ImageDataRemover {
 
   /**
    * Import step: writes a stream into the staging store for an image being imported (no
-   * status change), bounded by image_size_cap. Returns the staged byte count.
+   * status change), bounded by image_size_cap. Returns the staged byte count. The import
+   * checked the staging limits when it started.
    */
   async stageStream(image: ImageRecord, body: AsyncIterable<Buffer>): Promise<number> {
-    // The image, importing, already counts as uploading; its size is not known yet.
-    await this.#quotas.enforceLimits(image.owner, {
-      image_stage_total: 0,
-      image_count_uploading: 0,
-    });
     const writer = await this.#stores.staging.createWriter(image.id);
     try {
       const result = await ingest(body, writer, {
@@ -192,8 +190,7 @@ export class ImageDataService implements ImageDataRemover {
    * when asked), as saved. The staged copy stays until the caller removes it.
    */
   async importStaged(importing: ImageRecord, target: ImportWrite): Promise<ImageRecord> {
-    // The task runs without the caller's context; the image's owner stands for its project.
-    const project = importing.owner;
+    const project = target.project;
     const size = importing.size;
     await this.#quotas.enforceLimits(project, { image_size_total: mebibytes(size) });
     const room = await this.#quotas.storageRoom(project, size);

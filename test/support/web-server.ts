@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 export interface WebServer {
   /** Path → bytes; change it at any time. */
   readonly files: Map<string, Buffer>;
+  /** The path of every request, in the order they came. */
+  readonly requests: string[];
   readonly port: number;
   /** http://127.0.0.1:<port><path>. */
   url(path: string): string;
@@ -16,7 +18,9 @@ export interface WebServer {
 
 export async function startWebServer(): Promise<WebServer> {
   const files = new Map<string, Buffer>();
+  const requests: string[] = [];
   const server = http.createServer((request, response) => {
+    requests.push(request.url ?? '');
     const data = files.get(request.url ?? '');
     if (!data) return void response.writeHead(404).end();
     const head = request.method === 'HEAD';
@@ -41,6 +45,7 @@ export async function startWebServer(): Promise<WebServer> {
   const { port } = server.address() as AddressInfo;
   return {
     files,
+    requests,
     port,
     url: (path) => `http://127.0.0.1:${port}${path}`,
     close: () =>

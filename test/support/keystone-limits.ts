@@ -2,11 +2,11 @@
  * Keystone unified limits for the quota suites, set through Keystone's API with the admin's
  * system-scoped token (Keystone shows and changes project limits only for such tokens).
  * Every helper converges on the values asked for whatever an earlier run left: existing
- * limits are looked up and updated, never created twice.
+ * limits, projects and users are looked up and updated, never created twice.
  */
 import assert from 'node:assert/strict';
 
-import { KEYSTONE_URL } from './keystone.js';
+import { KEYSTONE_URL, USER_PASSWORD } from './keystone.js';
 
 export type Resource =
   'image_size_total' | 'image_stage_total' | 'image_count_total' | 'image_count_uploading';
@@ -147,4 +147,41 @@ export async function ensureProjectLimits(
       await keystone('PATCH', `/limits/${existing.id}`, { limit: { resource_limit: value } });
     }
   }
+}
+
+/** The id of the entity of `kind` (projects, users, roles) called name, or null. */
+async function findByName(kind: string, name: string, domain = true): Promise<string | null> {
+  const query = new URLSearchParams({ name });
+  if (domain) query.set('domain_id', 'default');
+  const body = (await keystone('GET', `/${kind}?${query}`)) as Record<string, unknown>;
+  const entries = body[kind] as Array<{ id: string; name: string }>;
+  return entries.find((entry) => entry.name === name)?.id ?? null;
+}
+
+/**
+ * A project of its own for a suite that changes limits (others reading the shared fixture
+ * projects' limits at the same time are left alone), with the user `<project>-member`
+ * holding the member role on it. Returns the project's id; the user logs in with
+ * USER_PASSWORD.
+ */
+export async function ensureOwnProject(name: string): Promise<string> {
+  const project =
+    (await findByName('projects', name)) ??
+    (
+      (await keystone('POST', '/projects', {
+        project: { name, domain_id: 'default', description: 'Glimpse quota tests' },
+      })) as { project: { id: string } }
+    ).project.id;
+  const userName = `${name}-member`;
+  const user =
+    (await findByName('users', userName)) ??
+    (
+      (await keystone('POST', '/users', {
+        user: { name: userName, domain_id: 'default', password: USER_PASSWORD },
+      })) as { user: { id: string } }
+    ).user.id;
+  const role = await findByName('roles', 'member', false);
+  assert.ok(role, 'Keystone has no member role');
+  await keystone('PUT', `/projects/${project}/users/${user}/roles/${role}`);
+  return project;
 }

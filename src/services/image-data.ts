@@ -134,8 +134,8 @@ export class ImageDataService implements ImageDataRemover {
     const project = context.projectId;
     const declared = { image_stage_total: mebibytes(request.declaredSize) };
     await this.#quotas.enforceLimits(project, declared);
-    // Staged data always waits in the staging store; a named store must still exist.
-    this.targetStore(request.storeId);
+    // Staged data always waits in the staging store, and the import chooses the stores: an
+    // X-Image-Meta-Store header on stage is ignored, as upstream ignores it.
     const { image, target } = await this.#access.find(context, id);
     this.#access.enforce('modify_image', context, target);
 

@@ -340,6 +340,28 @@ for (const database of await testDatabases()) {
         assert.equal(image.size, data.length);
       });
 
+      it('stages whatever store X-Image-Meta-Store names: upstream ignores it there', async () => {
+        const { image } = await client.create();
+        const response = await t.request({
+          method: 'PUT',
+          url: `/v2/images/${image.id}/stage`,
+          headers: {
+            ...ALICE,
+            'content-type': 'application/octet-stream',
+            'x-image-meta-store': 'nowhere',
+          },
+          payload: randomBytes(1000),
+        });
+        assert.equal(response.statusCode, 204, response.body);
+        const staged = await client.show(image.id);
+        assert.equal(staged.status, 'uploading');
+        // The import, not the stage, picks the stores: the default here.
+        await client.importImage(image.id, { method: { name: 'glance-direct' } });
+        const { image: imported } = await client.settled(image.id);
+        assert.equal(imported.status, 'active');
+        assert.equal(imported.stores, 'cheap');
+      });
+
       it('fails the whole import when a store fails and all must succeed', async () => {
         const id = await staged(randomBytes(30_000));
         await client.importImage(id, {

@@ -1127,15 +1127,17 @@ for (const database of await testDatabases()) {
         db.updateTable('tasks').set({ expires_at: past }).where('id', '=', expiring.id).execute(),
       );
 
+      // Listings leave it out at once, as upstream's listings purge expired tasks first.
+      assert.ok(!(await taskIds()).includes(expiring.id));
+      assert.deepEqual(await imageTasks(t, imageId), []);
+      assert.deepEqual(await imageTasks(t, imageId, ALICE), []);
+
       // The task runner purges on its own schedule, every few seconds.
       const deadline = Date.now() + TASK_TIMEOUT_MS;
-      while ((await taskIds()).includes(expiring.id)) {
+      while ((await send(t, 'GET', `/v2/tasks/${expiring.id}`, ADMIN)).statusCode !== 404) {
         if (Date.now() > deadline) assert.fail(`task ${expiring.id} was never purged`);
         await sleep(100);
       }
-      assert.deepEqual(await imageTasks(t, imageId), []);
-      assert.deepEqual(await imageTasks(t, imageId, ALICE), []);
-      expectError(await send(t, 'GET', `/v2/tasks/${expiring.id}`, ADMIN), 404);
       const row = await withDatabase(t, (db) =>
         db
           .selectFrom('tasks')

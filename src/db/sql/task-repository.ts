@@ -35,14 +35,14 @@ export class SqlTaskRepository implements TaskRepository {
   }
 
   async listForImage(imageId: string, owner: string | null): Promise<TaskRecord[]> {
-    let query = this.#live().where('image_id', '=', imageId);
+    let query = this.#unexpired().where('image_id', '=', imageId);
     if (owner !== null) query = query.where('owner', '=', owner);
     const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
     return rows.map(toTask);
   }
 
   async list(query: TaskListQuery): Promise<TaskRecord[]> {
-    let select = this.#live();
+    let select = this.#unexpired();
     if (query.status) select = select.where('status', '=', query.status);
     if (query.type) select = select.where('type', '=', query.type);
     if (query.marker) {
@@ -144,6 +144,17 @@ export class SqlTaskRepository implements TaskRepository {
       .where('expires_at', '<', now)
       .executeTakeFirst();
     return Number(result.numUpdatedRows);
+  }
+
+  /**
+   * Live tasks not past their expiry. Listings leave expired tasks out before the runner
+   * purges them, as upstream purges them on every listing.
+   */
+  #unexpired() {
+    const now = new Date().toISOString();
+    return this.#live().where((eb) =>
+      eb.or([eb('expires_at', 'is', null), eb('expires_at', '>=', now)]),
+    );
   }
 
   #live() {

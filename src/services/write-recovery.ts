@@ -26,6 +26,8 @@ export interface RecoverySettings {
 export class WriteRecovery {
   readonly #timer: { current: NodeJS.Timeout | null } = { current: null };
   readonly #self: Omit<WorkerRecord, 'heartbeatAt'>;
+  /** The recovery round in progress, if any. */
+  #round: Promise<number> | null = null;
 
   constructor(
     private readonly writes: DataWriteRegistry,
@@ -53,9 +55,18 @@ export class WriteRecovery {
     await this.writes.removeWorker(this.#self.id);
   }
 
+  /**
+   * The heartbeat goes out on every tick, so that a slow round never makes this process look
+   * dead; a round only starts once the previous one has ended, since rounds piling up on a
+   * slow store would each add requests to what makes it slow.
+   */
   async #tick(): Promise<void> {
     await this.writes.heartbeat(this.#self);
-    await this.recover();
+    if (this.#round) return;
+    this.#round = this.recover().finally(() => {
+      this.#round = null;
+    });
+    await this.#round;
   }
 
   /**

@@ -4,7 +4,9 @@
  * storage URL comes from the catalog of the Keystone of scripts/keystone.sh. Each run writes
  * to containers of its own and removes them.
  */
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
 
 import { SwiftClient } from '../../src/stores/swift/swift-client.js';
 import { SwiftStore } from '../../src/stores/swift/swift-store.js';
@@ -20,6 +22,7 @@ import {
   removeContainers,
   swiftAvailability,
   swiftObjectNames,
+  type SwiftLogin,
 } from '../support/swift.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 import { describeStoreConformance } from './conformance.js';
@@ -98,30 +101,53 @@ describeStoreConformance(
       }),
     );
     await store.init();
-    /** The account's token and storage URL, for removing what the suite left. */
-    const login = async () => {
-      const client = new SwiftClient(
-        parseSwiftSettings('cleanup', {
-          swift_store_auth_address: KEYSTONE_URL,
-          swift_store_user: service.username,
-          swift_store_key: service.password,
-          swift_store_project_name: service.projectName,
-        }),
-      );
-      try {
-        const session = await client.session();
-        return { token: session.token, storageUrl: session.storageUrl };
-      } finally {
-        await client.close();
-      }
-    };
     return {
       store,
       async close() {
         await store.close();
-        await removeContainers([container, `${container}-segments`], await login());
+        await removeContainers([container, `${container}-segments`], await keystoneLogin());
       },
     };
   },
   { skip: keystoneSkip },
 );
+
+describe('removeContainers of the test support', { skip: keystoneSkip ?? false }, () => {
+  it('empties and removes containers of a Keystone account, not of tempauth', async () => {
+    const login = await keystoneLogin();
+    const container = `glimpse-remove-${randomBytes(4).toString('hex')}`;
+    const send = async (method: string, path: string) => {
+      const response = await fetch(`${login.storageUrl}/${container}${path}`, {
+        method,
+        headers: { 'x-auth-token': login.token },
+        body: method === 'PUT' && path !== '' ? 'data' : undefined,
+      });
+      await response.arrayBuffer();
+      return response.status;
+    };
+    assert.equal(await send('PUT', ''), 201);
+    assert.equal(await send('PUT', '/a/b'), 201);
+
+    await removeContainers([container], login);
+    assert.equal(await send('HEAD', ''), 404);
+  });
+});
+
+/** A token and storage URL of the service's Keystone project, for removing what was left. */
+async function keystoneLogin(): Promise<SwiftLogin> {
+  const service = serviceCredentials();
+  const client = new SwiftClient(
+    parseSwiftSettings('cleanup', {
+      swift_store_auth_address: KEYSTONE_URL,
+      swift_store_user: service.username,
+      swift_store_key: service.password,
+      swift_store_project_name: service.projectName,
+    }),
+  );
+  try {
+    const session = await client.session();
+    return { token: session.token, storageUrl: session.storageUrl };
+  } finally {
+    await client.close();
+  }
+}

@@ -115,11 +115,11 @@ export async function removeContainers(
   };
   for (const container of containers) {
     const base = `/${encodeURIComponent(container)}`;
-    for (let names = await swiftObjectNames(container); names.length > 0;) {
+    for (let names = await swiftObjectNames(container, '', account); names.length > 0;) {
       for (const name of names) {
         await send('DELETE', `${base}/${name.split('/').map(encodeURIComponent).join('/')}`);
       }
-      names = await swiftObjectNames(container);
+      names = await swiftObjectNames(container, '', account);
     }
     await send('DELETE', base);
   }

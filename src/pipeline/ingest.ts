@@ -45,12 +45,9 @@ export async function ingest(
   const inspector = options.inspectAs === null ? null : createFormatInspector();
 
   try {
-    const size = await pump(source, writer, hasher, inspector, options.sizeCap);
+    const size = await pump(source, writer, hasher, inspector, options);
     if (options.declaredSize !== null && size !== options.declaredSize) {
-      throw new InvalidInputError(
-        `Size of uploaded data (${size} bytes) does not match the declared size ` +
-          `(${options.declaredSize} bytes).`,
-      );
+      throw sizeMismatch(`${size} bytes`, options.declaredSize);
     }
     const hashes = hasher ? await hasher.digest() : null;
     return {
@@ -72,12 +69,16 @@ async function pump(
   writer: StoreWriter,
   hasher: StreamHasher | null,
   inspector: FormatInspector | null,
-  sizeCap: number,
+  { sizeCap, declaredSize }: IngestOptions,
 ): Promise<number> {
   let size = 0;
   for await (const chunk of source) {
     size += chunk.length;
     if (size > sizeCap) throw tooLarge();
+    // Refused before the writer sees it: a store told the size may not take a byte more.
+    if (declaredSize !== null && size > declaredSize) {
+      throw sizeMismatch(`at least ${size} bytes`, declaredSize);
+    }
 
     inspector?.push(chunk);
     const hashed = hasher?.update(chunk);
@@ -85,6 +86,12 @@ async function pump(
     if (hashed) await hashed;
   }
   return size;
+}
+
+function sizeMismatch(size: string, declaredSize: number): InvalidInputError {
+  return new InvalidInputError(
+    `Size of uploaded data (${size}) does not match the declared size (${declaredSize} bytes).`,
+  );
 }
 
 function tooLarge(): QuotaExceededError {

@@ -430,6 +430,26 @@ describe('file, Swift and S3 stores', { skip: skip ?? false }, () => {
     });
   }
 
+  // Below the large object size, a declared size makes the Swift write one PUT of that size.
+  it('refuses more or fewer bytes than declared, leaving nothing in Swift', async () => {
+    const image = await d.create();
+    for (const declared of ['10', '100000']) {
+      const sized = await d.call('PUT', `/v2/images/${image.id}/file`, {
+        headers: {
+          ...ALICE,
+          ...OCTETS,
+          'x-image-meta-store': 'swift',
+          'x-openstack-image-size': declared,
+        },
+        body: randomBytes(50_000),
+      });
+      assert.equal(sized.status, 400, sized.body.toString());
+      assert.match(sized.body.toString(), /does not match the declared size/);
+    }
+    assert.equal((await d.show(image.id)).status, 'queued');
+    assert.deepEqual(await d.swiftObjects(image.id), []);
+  });
+
   it('reports data lost from its only store as missing, not as a server error', async () => {
     const image = await d.uploaded(randomBytes(1000), 's3');
     await d.s3.client.send(new DeleteObjectCommand({ Bucket: d.s3.bucket, Key: image.id }));

@@ -57,6 +57,12 @@ export interface ImportWrite {
   readonly activate: boolean;
 }
 
+/** Where a write goes, and the size its data was declared to have (null: unknown). */
+interface WriteTarget {
+  readonly store: ImageStore;
+  readonly expectedSize: number | null;
+}
+
 export interface Download {
   readonly image: ImageRecord;
   /** Opens the data, or part of it; null when the image has no data (answered with 204). */
@@ -116,7 +122,8 @@ export class ImageDataService implements ImageDataRemover {
     this.#access.enforce('upload_image', context, target);
 
     const saving = await this.#begin(project, image, 'saving', 'upload');
-    await this.#write(project, saving, 'upload', store, async (writer) => {
+    const destination = { store, expectedSize: request.declaredSize };
+    await this.#write(project, saving, 'upload', destination, async (writer) => {
       const room = await this.#quotas.storageRoom(project, request.declaredSize);
       const result = await ingestWithin(room, request.body, writer, {
         sizeCap: this.#settings.sizeCap,
@@ -140,7 +147,8 @@ export class ImageDataService implements ImageDataRemover {
     this.#access.enforce('modify_image', context, target);
 
     const uploading = await this.#begin(project, image, 'uploading', 'stage');
-    await this.#write(project, uploading, 'stage', this.#stores.staging, async (writer) => {
+    const destination = { store: this.#stores.staging, expectedSize: request.declaredSize };
+    await this.#write(project, uploading, 'stage', destination, async (writer) => {
       const result = await ingest(request.body, writer, {
         sizeCap: this.#settings.sizeCap,
         declaredSize: request.declaredSize,
@@ -198,7 +206,7 @@ export class ImageDataService implements ImageDataRemover {
     const staging = this.#stores.staging;
     const store = this.targetStore(target.storeId);
     const source = await staging.read(staging.locationOf(importing.id));
-    const writer = await store.createWriter(importing.id).catch((error: unknown) => {
+    const writer = await store.createWriter(importing.id, size).catch((error: unknown) => {
       source.destroy();
       throw unavailable(store, error);
     });
@@ -368,13 +376,14 @@ export class ImageDataService implements ImageDataRemover {
     project: string | null,
     image: ImageRecord,
     kind: DataWriteKind,
-    store: ImageStore,
+    destination: WriteTarget,
     body: (writer: StoreWriter) => Promise<ImageRecord>,
   ): Promise<void> {
+    const { store, expectedSize } = destination;
     let writer: StoreWriter | null = null;
     let clean = true;
     try {
-      writer = await store.createWriter(image.id).catch((error: unknown) => {
+      writer = await store.createWriter(image.id, expectedSize).catch((error: unknown) => {
         throw unavailable(store, error);
       });
       const finished = await body(writer).catch((error: unknown) => {

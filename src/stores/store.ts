@@ -63,8 +63,12 @@ export interface ImageStore {
   /** The location a committed write of this image's data ends up at. */
   locationOf(imageId: string): string;
 
-  /** Starts writing the data of an image. */
-  createWriter(imageId: string): Promise<StoreWriter>;
+  /**
+   * Starts writing the data of an image. `expectedSize` is the size the data was declared to
+   * have, when known (null: unknown); a driver may choose how to store the data by it, and
+   * refuses more bytes than declared. The caller checks that exactly that many came.
+   */
+  createWriter(imageId: string, expectedSize?: number | null): Promise<StoreWriter>;
 
   /**
    * Streams the data at a location, or only `range` of it. Throws StoreNotFoundError when the

@@ -180,6 +180,40 @@ export function describeStoreConformance(
       }
     });
 
+    it('takes data whose size is declared up front, showing it only after commit', async (t) => {
+      if (!writable(t)) return;
+      const stores = [target.store, ...(target.segmented ? [target.segmented.store] : [])];
+      const segment = target.segmented?.segmentSize ?? 300 * KIB;
+      for (const store of stores) {
+        for (const size of [1, 1000, segment - 1, segment, Math.floor(2.5 * segment)]) {
+          const id = randomUUID();
+          const data = randomBytes(size);
+          const writer = await store.createWriter(id, size);
+          await writer.write(data);
+          await assert.rejects(store.read(store.locationOf(id)), StoreNotFoundError);
+          const location = await writer.commit();
+          written.push({ store, location });
+          assert.equal(await store.sizeOf(location), size, `${store.id}: ${size} bytes`);
+          assert.equal(sha256(await readAll(await store.read(location))), sha256(data));
+        }
+      }
+    });
+
+    it('leaves nothing behind after abort of a write whose size was declared', async (t) => {
+      if (!writable(t)) return;
+      for (const [declared, sent] of [
+        [10, 10],
+        [300 * KIB, 100 * KIB],
+      ] as const) {
+        const id = randomUUID();
+        const writer = await target.store.createWriter(id, declared);
+        await writer.write(randomBytes(sent));
+        await writer.abort();
+        await assert.rejects(target.store.read(target.store.locationOf(id)), StoreNotFoundError);
+        assert.deepEqual(await leftoversOf(target, id), []);
+      }
+    });
+
     it('refuses writers when read-only, and deleting only forgets the data', async (t) => {
       if (!target.store.readOnly) return t.skip('writable store');
       const data = randomBytes(10);

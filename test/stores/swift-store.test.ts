@@ -5,8 +5,8 @@
  * to containers of its own and removes them.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { describe, it } from 'node:test';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
 
 import { SwiftClient } from '../../src/stores/swift/swift-client.js';
 import { SwiftStore } from '../../src/stores/swift/swift-store.js';
@@ -21,11 +21,12 @@ import {
   SWIFT_USER,
   removeContainers,
   swiftAvailability,
+  swiftLogin,
   swiftObjectNames,
   type SwiftLogin,
 } from '../support/swift.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
-import { describeStoreConformance } from './conformance.js';
+import { describeStoreConformance, readAll } from './conformance.js';
 
 const KIB = 1024;
 const SEGMENT_SIZE = 256 * KIB;
@@ -80,6 +81,70 @@ describeStoreConformance(
   },
   { skip },
 );
+
+describe('SwiftStore segmenting', { skip: skip ?? false }, () => {
+  const container = `glimpse-segmenting-${randomBytes(4).toString('hex')}`;
+  const LARGE = 256 * KIB;
+  const CHUNK = 64 * KIB;
+  const store = new SwiftStore({
+    id: 'swift-segmenting',
+    authUrl: SWIFT_AUTH_URL,
+    authVersion: '1',
+    user: SWIFT_USER,
+    key: SWIFT_KEY,
+    container,
+    largeObjectSize: LARGE,
+    largeObjectChunkSize: CHUNK,
+    createContainerOnPut: true,
+  });
+
+  before(() => store.init());
+  after(async () => {
+    await store.close();
+    await removeContainers([container, `${container}-segments`]);
+  });
+
+  /** Writes `size` bytes in 10 KiB chunks; returns the object and segment names it left. */
+  async function stored(size: number, declared: number | null) {
+    const id = randomUUID();
+    const data = randomBytes(size);
+    const writer = await store.createWriter(id, declared);
+    for (let offset = 0; offset < size; offset += 10 * KIB) {
+      await writer.write(data.subarray(offset, offset + 10 * KIB));
+    }
+    const location = await writer.commit();
+    assert.ok((await readAll(await store.read(location))).equals(data));
+    const login = await swiftLogin();
+    const head = await fetch(`${login.storageUrl}/${container}/${id}`, {
+      method: 'HEAD',
+      headers: { 'x-auth-token': login.token },
+    });
+    return {
+      objects: await swiftObjectNames(container, id, login),
+      segments: await swiftObjectNames(`${container}-segments`, `${id}/`, login),
+      manifest: head.headers.get('x-static-large-object') === 'True',
+    };
+  }
+
+  it('writes data of a known size below the large object size as one object', async () => {
+    const { objects, segments, manifest } = await stored(LARGE - 1, LARGE - 1);
+    assert.equal(objects.length, 1);
+    assert.deepEqual(segments, []);
+    assert.equal(manifest, false);
+  });
+
+  it('writes data of a known size from the large object size on in chunks', async () => {
+    const { segments, manifest } = await stored(LARGE, LARGE);
+    assert.equal(segments.length, LARGE / CHUNK);
+    assert.equal(manifest, true);
+  });
+
+  it('writes data of an unknown size in chunks, however small', async () => {
+    const { segments, manifest } = await stored(3 * CHUNK + 1, null);
+    assert.equal(segments.length, 4);
+    assert.equal(manifest, true);
+  });
+});
 
 const keystoneSkip = skip ?? (await keystoneProblem());
 

@@ -96,8 +96,9 @@ export const SWIFT_STORE_SETTINGS = {
     minimum: 1,
     maximum: MAX_OBJECT_MIB,
     description:
-      'MiB. Data up to this size that fits in one chunk is kept as a plain object; larger ' +
-      'data as a static large object (a manifest of segments).',
+      'MiB. Data of a known size below this is sent in one PUT, as a plain object. Data of ' +
+      'an unknown or larger size is sent in chunks and kept as a static large object (a ' +
+      'manifest of segments), or as a plain object when it was one chunk of up to this size.',
   },
   swift_store_large_object_chunk_size: {
     type: 'integer',

@@ -127,12 +127,13 @@ export class SwiftStore implements ImageStore {
     return `swift+${storageUrl}/${encodeURIComponent(this.#options.container)}/${imageId}`;
   }
 
-  async createWriter(imageId: string): Promise<StoreWriter> {
+  async createWriter(imageId: string, expectedSize: number | null = null): Promise<StoreWriter> {
     checkImageId(imageId);
     await this.#client.session();
     if (this.#options.createContainerOnPut) await this.#ensureContainers();
     return new SwiftWriter({
       client: this.#client,
+      expectedSize,
       container: this.#options.container,
       segmentContainer: this.#segments,
       objectName: imageId,

@@ -1,6 +1,10 @@
 /**
- * A write of one image into Swift. The total size is not known until the data ends, so the
- * data always goes into segments first, streamed one after the other:
+ * A write of one image into Swift. As upstream's driver does, data whose size is declared and
+ * below large_object_size goes in a single PUT to <container>/<image id>; that PUT announces
+ * the size, and its last byte is held back until commit, since Swift stores the object as
+ * soon as all the announced bytes are in.
+ *
+ * Data of an unknown or larger size goes into segments first, streamed one after the other:
  *
  *   <container>-segments/<image id>/<nonce>/00000, 00001, ...   each large_object_chunk_size
  *
@@ -26,6 +30,8 @@ import { headerOf, objectPath, type SwiftClient } from './swift-client.js';
 /** What a writer writes to, and in what sizes. */
 export interface SwiftWriteTarget {
   readonly client: SwiftClient;
+  /** The size the data was declared to have; null when unknown. */
+  readonly expectedSize: number | null;
   readonly container: string;
   readonly segmentContainer: string;
   /** The object name under `container` (the image id). */
@@ -58,7 +64,11 @@ export class SwiftWriter implements StoreWriter {
   /** Segment names start with this; it is unique to this write. */
   readonly #prefix: string;
   readonly #stored: StoredSegment[] = [];
-  #upload: SegmentUpload | null = null;
+  /** Whether the data goes in one PUT to the final name (see above). */
+  readonly #whole: boolean;
+  #upload: ObjectUpload | null = null;
+  /** The last byte of a whole object, sent by commit. */
+  #held: Buffer | null = null;
   #state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
   #failure: Error | null = null;
   /** Whether commit got as far as writing the final name, which abort must then remove. */
@@ -67,19 +77,15 @@ export class SwiftWriter implements StoreWriter {
   constructor(target: SwiftWriteTarget) {
     this.#target = target;
     this.#prefix = `${target.objectName}/${randomBytes(6).toString('hex')}/`;
+    const size = target.expectedSize;
+    this.#whole = size !== null && size > 0 && size < target.largeObjectSize;
   }
 
   async write(chunk: Buffer): Promise<void> {
     this.#checkOpen();
     try {
-      let offset = 0;
-      while (offset < chunk.length) {
-        const upload = this.#upload ?? this.#startSegment();
-        const piece = chunk.subarray(offset, offset + this.#target.chunkSize - upload.size);
-        await upload.write(piece);
-        offset += piece.length;
-        if (upload.size === this.#target.chunkSize) await this.#finishSegment(upload);
-      }
+      if (this.#whole) await this.#writeWhole(chunk);
+      else await this.#writeSegments(chunk);
     } catch (error) {
       this.#failure = error as Error;
       throw error;
@@ -90,8 +96,12 @@ export class SwiftWriter implements StoreWriter {
     this.#checkOpen();
     this.#state = 'committing';
     try {
-      if (this.#upload) await this.#finishSegment(this.#upload);
-      await this.#publish();
+      if (this.#whole) {
+        await this.#commitWhole();
+      } else {
+        if (this.#upload) await this.#finishSegment(this.#upload);
+        await this.#publish();
+      }
     } catch (error) {
       this.#failure = error as Error;
       throw error;
@@ -111,7 +121,7 @@ export class SwiftWriter implements StoreWriter {
       upload.cancel();
       await upload.settled();
       // Swift may have finished storing it just before the cancel arrived.
-      names.push(upload.name);
+      if (!this.#whole) names.push(upload.name);
     }
     const { client, container, segmentContainer, objectName } = this.#target;
     if (this.#publishing) await deleteObject(client, container, objectName).catch(() => undefined);
@@ -123,7 +133,51 @@ export class SwiftWriter implements StoreWriter {
     if (this.#state !== 'open') throw new Error(`the write of ${this.#target.location} is over`);
   }
 
-  #startSegment(): SegmentUpload {
+  async #writeWhole(chunk: Buffer): Promise<void> {
+    const { client, container, objectName } = this.#target;
+    const expected = this.#target.expectedSize ?? 0;
+    this.#upload ??= new ObjectUpload(client, container, objectName, {
+      what: `writing ${container}/${objectName}`,
+      contentLength: expected,
+    });
+    const total = this.#upload.size + (this.#held?.length ?? 0) + chunk.length;
+    if (total > expected) {
+      throw new Error(`${this.#target.location}: more than the ${expected} bytes declared`);
+    }
+    // The byte that completes the object waits for commit.
+    const piece = total === expected ? chunk.subarray(0, -1) : chunk;
+    if (total === expected && chunk.length > 0) this.#held = chunk.subarray(-1);
+    await this.#upload.write(piece);
+  }
+
+  async #commitWhole(): Promise<void> {
+    const upload = this.#upload;
+    const held = this.#held;
+    if (!upload || !held) {
+      throw new Error(
+        `${this.#target.location}: ${upload?.size ?? 0} of the ` +
+          `${this.#target.expectedSize} bytes declared were written`,
+      );
+    }
+    // From here Swift may store the object, which abort must then remove.
+    this.#publishing = true;
+    await upload.write(held);
+    await upload.finish();
+    this.#upload = null;
+  }
+
+  async #writeSegments(chunk: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const upload = this.#upload ?? this.#startSegment();
+      const piece = chunk.subarray(offset, offset + this.#target.chunkSize - upload.size);
+      await upload.write(piece);
+      offset += piece.length;
+      if (upload.size === this.#target.chunkSize) await this.#finishSegment(upload);
+    }
+  }
+
+  #startSegment(): ObjectUpload {
     const { client, segmentContainer, chunkSize } = this.#target;
     if (this.#stored.length >= MAX_SEGMENTS) {
       throw new StoreUnavailableError(
@@ -133,11 +187,13 @@ export class SwiftWriter implements StoreWriter {
       );
     }
     const name = `${this.#prefix}${String(this.#stored.length).padStart(5, '0')}`;
-    this.#upload = new SegmentUpload(client, segmentContainer, name);
+    this.#upload = new ObjectUpload(client, segmentContainer, name, {
+      what: `writing segment ${segmentContainer}/${name}`,
+    });
     return this.#upload;
   }
 
-  async #finishSegment(upload: SegmentUpload): Promise<void> {
+  async #finishSegment(upload: ObjectUpload): Promise<void> {
     this.#stored.push(await upload.finish());
     this.#upload = null;
   }
@@ -199,10 +255,11 @@ export class SwiftWriter implements StoreWriter {
 }
 
 /**
- * One segment being sent: a PUT whose body is fed by write(). Swift answers once the body
- * ends; an answer before that (an error, a timeout of Swift's) ends the segment early.
+ * One object (a segment, or a whole small image) being sent: a PUT whose body is fed by
+ * write(). Swift answers once the body ends; an answer before that (an error, a timeout of
+ * Swift's) ends the upload early.
  */
-class SegmentUpload {
+class ObjectUpload {
   readonly name: string;
   size = 0;
   readonly #client: SwiftClient;
@@ -216,17 +273,27 @@ class SegmentUpload {
   /** Wakes a write waiting for room when the answer comes instead. */
   #wake: (() => void) | null = null;
 
-  constructor(client: SwiftClient, container: string, name: string) {
+  /** `contentLength`: the size announced to Swift, when known (else the body is chunked). */
+  constructor(
+    client: SwiftClient,
+    container: string,
+    name: string,
+    options: { what: string; contentLength?: number },
+  ) {
     this.name = name;
     this.#client = client;
-    this.#what = `writing segment ${container}/${name}`;
+    this.#what = options.what;
     // undici destroys the body with the request's error; the error is reported by the answer.
     this.#body.on('error', () => undefined);
+    const length = options.contentLength;
     this.#answer = client.request({
       method: 'PUT',
       path: objectPath(container, name),
       what: this.#what,
-      headers: { 'content-type': 'application/octet-stream' },
+      headers: {
+        'content-type': 'application/octet-stream',
+        ...(length === undefined ? {} : { 'content-length': String(length) }),
+      },
       body: this.#body,
       signal: this.#abort.signal,
     });
@@ -289,7 +356,7 @@ class SegmentUpload {
     if (response) {
       this.cancel();
       throw this.#client.unavailable(
-        `${this.#what}: Swift answered ${response.statusCode} before the segment was complete`,
+        `${this.#what}: Swift answered ${response.statusCode} before the data was complete`,
       );
     }
   }

@@ -78,6 +78,10 @@ export class LocationService {
         current = result.image;
         removed.push(result.removed);
       } else {
+        // As upstream: an empty list is refused before the policy and the settings are asked.
+        if (change.op === 'replace' && Array.isArray(change.value) && change.value.length === 0) {
+          throw new ForbiddenError('Cannot set locations to empty list.');
+        }
         this.access.enforce('set_image_location', context, target);
         current =
           change.op === 'add'
@@ -113,9 +117,6 @@ export class LocationService {
   async #replace(image: ImageRecord, value: unknown): Promise<ImageRecord> {
     this.#requireShown('update');
     if (!Array.isArray(value)) throw new InvalidInputError('Invalid locations');
-    if (value.length === 0) {
-      throw new ForbiddenError('Cannot set locations to empty list.');
-    }
     if (image.status !== 'active' && image.status !== 'queued') {
       throw new ConflictError(
         `It's not allowed to replace locations if image status is ${image.status}.`,
@@ -270,23 +271,16 @@ export class LocationService {
     return fresh;
   }
 
+  /** Upstream's checks, in its order: hex first, then the size the algorithm gives. */
   #checkVouchedHashes(fresh: ValidationData): void {
-    if (fresh.checksum !== undefined && !isHex(fresh.checksum, 16)) {
-      throw new ConflictError(`checksum (${fresh.checksum}) is not a valid md5 hexadecimal value`);
-    }
+    if (fresh.checksum !== undefined) checkVouchedHex('checksum', fresh.checksum, 'md5');
     const algo = fresh.os_hash_algo;
     if (algo !== this.settings.hashingAlgorithm) {
       throw new ConflictError(
-        `os_hash_algo must be ${this.settings.hashingAlgorithm}, not ${String(algo)}`,
+        `os_hash_algo must be ${this.settings.hashingAlgorithm}, not ${algo ?? 'None'}`,
       );
     }
-    const value = fresh.os_hash_value ?? '';
-    if (!isHex(value, HASH_BYTES[algo] ?? 0)) {
-      throw new ConflictError(
-        `os_hash_value (${value}) is not the correct size for ${algo} ` +
-          `(should be ${HASH_BYTES[algo] ?? '?'} bytes)`,
-      );
-    }
+    checkVouchedHex('os_hash_value', fresh.os_hash_value ?? '', algo);
   }
 
   /** GET /v2/images/{id}/locations: the bare list, for services and admins. */
@@ -365,8 +359,17 @@ function positionOf(text: string, length: number, adding: boolean): number | nul
   return index < length ? index : null;
 }
 
-function isHex(value: string, bytes: number): boolean {
-  return value.length === bytes * 2 && /^[0-9a-fA-F]*$/.test(value);
+/** A vouched hash: hex digits in pairs (409 otherwise), as many bytes as `algo` gives. */
+function checkVouchedHex(key: string, value: string, algo: string): void {
+  if (!/^([0-9a-fA-F]{2})*$/.test(value)) {
+    throw new ConflictError(`${key} (${value}) is not a valid hexadecimal value`);
+  }
+  const want = HASH_BYTES[algo] ?? 0;
+  if (value.length !== want * 2) {
+    throw new ConflictError(
+      `${key} (${value}) is not the correct size for ${algo} (should be ${want} bytes)`,
+    );
+  }
 }
 
 function transitionToActive(image: ImageRecord): Partial<ImageRecord> {

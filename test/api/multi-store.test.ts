@@ -743,6 +743,306 @@ describe('location quotas', () => {
   });
 });
 
+/**
+ * PATCH of /locations with show_multiple_locations, code by code as upstream answers: its
+ * validation_data is trusted once well formed (only the POST /locations API reads the data),
+ * and a location removed takes its data out of the store.
+ */
+describe('PATCH of /locations', () => {
+  let t: TestApp;
+  let web: WebServer;
+  const data = randomBytes(7000);
+  const sha512 = createHash('sha512').update(data).digest('hex');
+
+  const patch = (id: string, operations: object[], headers: Headers = ADMIN) =>
+    t.request({
+      method: 'PATCH',
+      url: `/v2/images/${id}`,
+      headers: { ...headers, 'content-type': 'application/openstack-images-v2.1-json-patch' },
+      payload: operations,
+    });
+  const add = (path: string, extra: object = {}) => ({
+    op: 'add',
+    path: '/locations/-',
+    value: { url: web.url(path), metadata: {}, ...extra },
+  });
+  const show = async (id: string) =>
+    json<Image>(await t.request({ method: 'GET', url: `/v2/images/${id}`, headers: ADMIN }));
+  const create = async () => {
+    const response = await t.request({
+      method: 'POST',
+      url: '/v2/images',
+      headers: ALICE,
+      payload: RAW_BARE,
+    });
+    return json<Image>(response).id;
+  };
+  /** An active image whose only location is in the local file store. */
+  const uploaded = async () => {
+    const id = await create();
+    const response = await t.request({
+      method: 'PUT',
+      url: `/v2/images/${id}/file`,
+      headers: { ...ALICE, 'content-type': 'application/octet-stream' },
+      payload: data,
+    });
+    assert.equal(response.statusCode, 204, response.body);
+    return id;
+  };
+
+  before(async () => {
+    web = await startWebServer();
+    for (const name of ['a', 'b']) web.files.set(`/${name}`, data);
+    const [sqlite] = await testDatabases();
+    t = await startTestApp(sqlite!, {
+      enabled_backends: ['local:file', 'web:http'],
+      default_backend: 'local',
+      show_multiple_locations: true,
+      show_image_direct_url: true,
+      hashing_algorithm: 'sha512',
+    });
+  });
+  after(async () => {
+    await t.close();
+    await web.close();
+  });
+
+  describe('validation_data', () => {
+    it('is taken as vouched on a queued image, even when the data differs', async () => {
+      const id = await create();
+      const vouched = {
+        checksum: 'ab'.repeat(16),
+        os_hash_algo: 'sha512',
+        os_hash_value: 'cd'.repeat(64),
+      };
+      const response = await patch(id, [add('/a', { validation_data: vouched })]);
+      assert.equal(response.statusCode, 200, response.body);
+      const image = json<Image>(response);
+      assert.equal(image.status, 'active');
+      assert.equal(image.checksum, vouched.checksum);
+      assert.equal(image.os_hash_value, vouched.os_hash_value);
+      assert.equal(image.size, data.length);
+    });
+
+    it('must match what an image that is not queued already has (409)', async () => {
+      const id = await uploaded();
+      const same = { os_hash_algo: 'sha512', os_hash_value: sha512 };
+      const matching = await patch(id, [add('/a', { validation_data: same })]);
+      assert.equal(matching.statusCode, 200, matching.body);
+
+      const other = { os_hash_algo: 'sha512', os_hash_value: 'ef'.repeat(64) };
+      const differing = await patch(id, [add('/b', { validation_data: other })]);
+      assert.equal(differing.statusCode, 409, differing.body);
+      assert.match(differing.body, /os_hash_value is already set with a different value/);
+    });
+
+    it('brings no new values to an image that is not queued (409)', async () => {
+      const id = await create();
+      assert.equal((await patch(id, [add('/a')])).statusCode, 200);
+      const vouched = { os_hash_algo: 'sha512', os_hash_value: sha512 };
+      const response = await patch(id, [add('/b', { validation_data: vouched })]);
+      assert.equal(response.statusCode, 409, response.body);
+      assert.match(response.body, /may only be provided when image status is 'queued'/);
+      assert.equal((await show(id)).os_hash_value, null);
+    });
+
+    it('refuses another os_hash_algo, bad hex and wrong sizes', async () => {
+      const id = await create();
+      const cases: Array<[object, number, RegExp]> = [
+        [
+          { os_hash_algo: 'sha256', os_hash_value: 'ab'.repeat(32) },
+          409,
+          /os_hash_algo must be sha512, not sha256/,
+        ],
+        [
+          { os_hash_algo: 'sha512', os_hash_value: 'zz'.repeat(64) },
+          409,
+          /os_hash_value \(z+\) is not a valid hexadecimal value/,
+        ],
+        [
+          { os_hash_algo: 'sha512', os_hash_value: 'ab'.repeat(32) },
+          409,
+          /is not the correct size for sha512 \(should be 64 bytes\)/,
+        ],
+        [
+          { checksum: 'xy'.repeat(16), os_hash_algo: 'sha512', os_hash_value: sha512 },
+          409,
+          /checksum \(x[xy]+\) is not a valid hexadecimal value/,
+        ],
+        // The image schema's own limits come first: 400.
+        [{ checksum: 'ab', os_hash_algo: 'sha512', os_hash_value: sha512 }, 400, /checksum/],
+        [{ os_hash_value: sha512 }, 400, /os_hash_algo/],
+        [{ os_hash_algo: 'sha512', os_hash_value: sha512, size: 1 }, 400, /validation_data/],
+      ];
+      for (const [validation_data, status, message] of cases) {
+        const response = await patch(id, [add('/a', { validation_data })]);
+        assert.equal(
+          response.statusCode,
+          status,
+          `${JSON.stringify(validation_data)}: ${response.body}`,
+        );
+        assert.match(response.body, message);
+      }
+      assert.equal((await show(id)).status, 'queued');
+    });
+  });
+
+  describe('replace', () => {
+    it('only changes metadata of the URLs the image has (else 400)', async () => {
+      const id = await create();
+      assert.equal((await patch(id, [add('/a')])).statusCode, 200);
+      const replace = (paths: string[]) =>
+        patch(id, [
+          {
+            op: 'replace',
+            path: '/locations',
+            value: paths.map((path) => ({ url: web.url(path), metadata: { note: 'kept' } })),
+          },
+        ]);
+
+      const changed = await replace(['/b']);
+      assert.equal(changed.statusCode, 400, changed.body);
+      assert.match(changed.body, /Original locations is not empty/);
+      const widened = await replace(['/a', '/b']);
+      assert.equal(widened.statusCode, 400, widened.body);
+
+      const same = await replace(['/a']);
+      assert.equal(same.statusCode, 200, same.body);
+      const locations = json<Image>(same).locations as Array<{ metadata: object }>;
+      assert.deepEqual(locations[0]?.metadata, { note: 'kept', store: 'web' });
+    });
+
+    it('refuses an empty list with 403', async () => {
+      const id = await uploaded();
+      const response = await patch(id, [{ op: 'replace', path: '/locations', value: [] }]);
+      assert.equal(response.statusCode, 403, response.body);
+      assert.match(response.body, /Cannot set locations to empty list/);
+      assert.equal((await show(id)).status, 'active');
+    });
+  });
+
+  describe('remove', () => {
+    it('is for admins, never takes the last location, and deletes the data', async () => {
+      const id = await uploaded();
+      const file = join(t.dataDir, 'stores', 'local', id);
+      const removeFirst = { op: 'remove', path: '/locations/0' };
+      const last = await patch(id, [removeFirst]);
+      assert.equal(last.statusCode, 403, last.body);
+      assert.match(last.body, /Cannot remove last location in the image/);
+
+      assert.equal((await patch(id, [add('/a')])).statusCode, 200);
+      const member = await patch(id, [removeFirst], ALICE);
+      assert.equal(member.statusCode, 403, member.body);
+      const outside = await patch(id, [{ op: 'remove', path: '/locations/2' }]);
+      assert.equal(outside.statusCode, 400, outside.body);
+      assert.ok(existsSync(file));
+
+      const removed = await patch(id, [removeFirst]);
+      assert.equal(removed.statusCode, 200, removed.body);
+      const image = json<Image>(removed);
+      assert.deepEqual(
+        (image.locations as Array<{ url: string }>).map((location) => location.url),
+        [web.url('/a')],
+      );
+      assert.equal(image.stores, 'web');
+      assert.ok(!existsSync(file), 'the data of the removed location is still in the store');
+      const download = await t.request({
+        method: 'GET',
+        url: `/v2/images/${id}/file`,
+        headers: ALICE,
+      });
+      assert.ok(download.rawPayload.equals(data));
+    });
+  });
+
+  it('refuses a URL the image has already with 400', async () => {
+    const id = await create();
+    assert.equal((await patch(id, [add('/a')])).statusCode, 200);
+    const again = await patch(id, [add('/a')]);
+    assert.equal(again.statusCode, 400, again.body);
+    assert.match(again.body, /already exists/);
+    const twice = await patch(await create(), [
+      {
+        op: 'replace',
+        path: '/locations',
+        value: [add('/b').value, add('/b').value],
+      },
+    ]);
+    assert.equal(twice.statusCode, 400, twice.body);
+  });
+
+  it('shows direct_url, the location read first', async () => {
+    const id = await uploaded();
+    const image = await show(id);
+    const locations = image.locations as Array<{ url: string }>;
+    assert.equal(image.direct_url, locations[0]?.url);
+    assert.match(String(image.direct_url), /^file:\/\//);
+  });
+});
+
+describe('locations hidden (show_multiple_locations and show_image_direct_url off)', () => {
+  let t: TestApp;
+  let web: WebServer;
+
+  before(async () => {
+    web = await startWebServer();
+    web.files.set('/a', randomBytes(3000));
+    const [sqlite] = await testDatabases();
+    t = await startTestApp(sqlite!, {
+      enabled_backends: ['local:file', 'web:http'],
+      default_backend: 'local',
+    });
+  });
+  after(async () => {
+    await t.close();
+    await web.close();
+  });
+
+  it('refuses every PATCH of /locations with 403, and shows no direct_url', async () => {
+    const created = await t.request({
+      method: 'POST',
+      url: '/v2/images',
+      headers: ALICE,
+      payload: RAW_BARE,
+    });
+    const id = json<Image>(created).id;
+    const upload = await t.request({
+      method: 'PUT',
+      url: `/v2/images/${id}/file`,
+      headers: { ...ALICE, 'content-type': 'application/octet-stream' },
+      payload: randomBytes(1000),
+    });
+    assert.equal(upload.statusCode, 204);
+
+    const location = { url: web.url('/a'), metadata: {} };
+    const cases: Array<[object, RegExp]> = [
+      [
+        { op: 'add', path: '/locations/-', value: location },
+        /add locations if locations are invisible/,
+      ],
+      [{ op: 'replace', path: '/locations', value: [location] }, /update locations if locations/],
+      [{ op: 'replace', path: '/locations', value: [] }, /Cannot set locations to empty list/],
+      [{ op: 'remove', path: '/locations/0' }, /remove locations if locations are invisible/],
+    ];
+    for (const [operation, message] of cases) {
+      const response = await t.request({
+        method: 'PATCH',
+        url: `/v2/images/${id}`,
+        headers: { ...ADMIN, 'content-type': 'application/openstack-images-v2.1-json-patch' },
+        payload: [operation],
+      });
+      assert.equal(response.statusCode, 403, `${JSON.stringify(operation)}: ${response.body}`);
+      assert.match(response.body, message);
+    }
+    const shown = json<Image>(
+      await t.request({ method: 'GET', url: `/v2/images/${id}`, headers: ADMIN }),
+    );
+    assert.equal(shown.status, 'active');
+    assert.equal(shown.direct_url, undefined);
+    assert.equal(shown.locations, undefined);
+  });
+});
+
 describe('one store', () => {
   let t: TestApp;
   before(async () => {

@@ -99,8 +99,8 @@ function notes(settings: BenchSettings, loadBefore: number[]): string[] {
   return [
     `Each measurement runs ${settings.durationSeconds} s, at concurrency 1 and 32 ` +
       '(keep-alive connections, one request in flight on each).',
-    'The server is the bundle `npm start` runs (`node --enable-source-maps dist/glimpse.mjs`), ' +
-      'started as a child process with ' +
+    'The server is the bundle `npm start` runs ' +
+      '(`node --max-semi-space-size=2 dist/glimpse.mjs`), started as a child process with ' +
       '`GLIMPSE_LOG_LEVEL=warn`: at the default `info` every request writes a log line, ' +
       'which would measure logging. No auth headers (noauth mode: the caller is an admin).',
     'The load generator (autocannon) runs in the benchmark process on the same machine, so ' +

@@ -1,6 +1,6 @@
 /**
  * Runs the real server as a child process, the way an operator would (`npm start` runs `node
- * --enable-source-maps dist/glimpse.mjs`), so that the figures include Fastify, logging and
+ * --max-semi-space-size=2 dist/glimpse.mjs`), so that the figures include Fastify, logging and
  * the database driver as deployed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,7 +13,7 @@ import { request } from 'undici';
 /** The bundled server, next to this file's compiled copy (dist/bench → dist). */
 const MAIN = fileURLToPath(new URL('../glimpse.mjs', import.meta.url));
 /** The flags `npm start` gives node. */
-const START_FLAGS = ['--enable-source-maps'];
+const START_FLAGS = ['--max-semi-space-size=2'];
 
 const POLL_MS = 3;
 const READY_TIMEOUT_MS = 30_000;

@@ -8,13 +8,14 @@
  * hasher opens one "lane" on two different workers, and a worker multiplexes the lanes of all
  * concurrent streams by id.
  *
- * Chunks are copied once into reusable 1 MiB SharedArrayBuffer blocks, and the same block is
+ * Chunks are copied once into reusable SharedArrayBuffer blocks, and the same block is
  * posted to both workers, so neither cloning nor transferring happens per worker. Measured on
  * two cores over 1 GiB in 1 MiB messages: posting the Buffer (cloned for each worker) 470-650
  * MB/s, transferring a copy to each worker 530-620 MB/s, shared reused blocks 610-700 MB/s, with
  * MD5 alone at ~720 MB/s. A fresh SharedArrayBuffer per block is slow (~290 MB/s), hence the
  * free list. Fed 64 KiB chunks, 1 MiB blocks with 4 in flight reach 590-640 MB/s; 256 KiB blocks
- * or 2 in flight do worse, 8 in flight barely better.
+ * or 2 in flight do worse, 8 in flight barely better. Blocks are 512 KiB: no slower than 1 MiB
+ * in our runs, and eight concurrent uploads then hold about 10 MiB less.
  *
  * Memory stays bounded: a hasher has at most MAX_BLOCKS_IN_FLIGHT blocks posted and not yet
  * hashed by both workers, plus the one it is filling; `update()` returns a promise while it
@@ -57,13 +58,13 @@ export interface StreamHasher {
   abort(): void;
 }
 
-const BLOCK_SIZE = 1024 * 1024;
+const BLOCK_SIZE = 512 * 1024;
 const MAX_BLOCKS_IN_FLIGHT = 4;
 /** Blocks in flight in the whole process beyond each hasher's first. */
-const SHARED_BLOCKS_IN_FLIGHT = 8;
+const SHARED_BLOCKS_IN_FLIGHT = 4;
 
 /** Blocks kept for reuse once released; beyond this they are left to the garbage collector. */
-const MAX_FREE_BLOCKS = 32;
+const MAX_FREE_BLOCKS = 12;
 
 /**
  * Payloads up to this size are hashed in-thread at `digest()`: hashing 64 KiB with both

@@ -5,17 +5,28 @@
  * second process sharing the database also takes over the recovery.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
 
 import { testDatabases } from '../support/databases.js';
-import type { TestDatabase } from '../support/databases.js';
-import { killServer, startServer, stopServer } from '../support/server-process.js';
+import {
+  api,
+  createImage,
+  digest,
+  download,
+  exists,
+  getImage,
+  partialFiles,
+  prepareSite,
+  serverLog,
+  waitFor,
+} from '../support/process-site.js';
+import type { ImageBody, Site } from '../support/process-site.js';
+import { killServer } from '../support/server-process.js';
 import type { ServerProcess } from '../support/server-process.js';
 
 /** What an interrupted upload announces; far more than it ever sends. */
@@ -24,26 +35,21 @@ const DECLARED_SIZE = 200 * 1024 * 1024;
 const FIRST_BURST = 2 * 1024 * 1024;
 const TRICKLE_CHUNK = 64 * 1024;
 const TRICKLE_EVERY_MS = 20;
-const REQUEST_TIMEOUT_MS = 30_000;
 const WAIT_TIMEOUT_MS = 15_000;
 /** How soon a surviving process with a 1 s heartbeat must undo a dead process's write. */
 const TAKEOVER_TIMEOUT_MS = 5_000;
 const TEST_TIMEOUT_MS = 120_000;
+const SITE = { prefix: 'glimpse-crash-' };
 
-interface ImageBody {
-  readonly id: string;
+/** A write that a kill interrupts: the image's resource it goes to, its status meanwhile. */
+interface Write {
+  readonly resource: 'file' | 'stage';
   readonly status: string;
-  readonly size: number | null;
-  readonly checksum: string | null;
-  readonly os_hash_algo: string | null;
-  readonly os_hash_value: string | null;
+  /** The directory, under the data directory, of the store it writes to. */
+  readonly store: string;
 }
-
-/** A data directory and a database that servers are started on, and restarted on. */
-interface Site {
-  readonly dataDir: string;
-  start(env?: Readonly<Record<string, string>>): Promise<ServerProcess>;
-}
+const UPLOAD: Write = { resource: 'file', status: 'saving', store: 'images' };
+const STAGING: Write = { resource: 'stage', status: 'uploading', store: 'staging' };
 
 /** An upload that sends slowly and never finishes on its own. */
 interface SlowUpload {
@@ -58,16 +64,8 @@ for (const database of await testDatabases()) {
       'an upload killed midway leaves the image queued, with no data, ready for a new upload',
       { timeout: TEST_TIMEOUT_MS },
       async (t) => {
-        const site = await prepareSite(t, database);
-        const first = await site.start();
-        const id = await createImage(first);
-
-        const upload = startSlowUpload(t, first, `/v2/images/${id}/file`);
-        await waitForWrite(first, upload, id, 'saving', join(site.dataDir, 'images'));
-        await killServer(first);
-        upload.stop();
-
-        const second = await site.start();
+        const site = await prepareSite(t, database, SITE);
+        const { id, next: second } = await interruptWrite(t, site, UPLOAD);
         const image = await getImage(second, id);
         assert.equal(image.status, 'queued', serverLog(second));
         assert.equal(image.size, null);
@@ -91,17 +89,9 @@ for (const database of await testDatabases()) {
       'staging killed midway leaves the image queued with nothing staged',
       { timeout: TEST_TIMEOUT_MS },
       async (t) => {
-        const site = await prepareSite(t, database);
-        const first = await site.start();
-        const id = await createImage(first);
+        const site = await prepareSite(t, database, SITE);
         const staging = join(site.dataDir, 'staging');
-
-        const upload = startSlowUpload(t, first, `/v2/images/${id}/stage`);
-        await waitForWrite(first, upload, id, 'uploading', staging);
-        await killServer(first);
-        upload.stop();
-
-        const second = await site.start();
+        const { id, next: second } = await interruptWrite(t, site, STAGING);
         const image = await getImage(second, id);
         assert.equal(image.status, 'queued', serverLog(second));
         assert.equal(image.size, null);
@@ -121,9 +111,9 @@ for (const database of await testDatabases()) {
       'an active image survives a SIGKILL and restart intact',
       { timeout: TEST_TIMEOUT_MS },
       async (t) => {
-        const site = await prepareSite(t, database);
+        const site = await prepareSite(t, database, SITE);
         const first = await site.start();
-        const id = await createImage(first);
+        const id = await createImage(first, 'crash-test');
         const data = randomBytes(4 * 1024 * 1024);
         await uploadAll(first, id, data);
         const before = await getImage(first, id);
@@ -148,11 +138,11 @@ for (const database of await testDatabases()) {
         skip: database.name === 'sqlite' ? 'two processes need a shared PostgreSQL' : false,
       },
       async (t) => {
-        const site = await prepareSite(t, database);
+        const site = await prepareSite(t, database, SITE);
         const heartbeat = { GLIMPSE_WORKER_HEARTBEAT_SECONDS: '1' };
         const doomed = await site.start(heartbeat);
         const survivor = await site.start(heartbeat);
-        const id = await createImage(survivor);
+        const id = await createImage(survivor, 'crash-test');
         const store = join(site.dataDir, 'images');
 
         const upload = startSlowUpload(t, doomed, `/v2/images/${id}/file`);
@@ -184,83 +174,26 @@ for (const database of await testDatabases()) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sites and servers
+// Writes and kills
 
-/** A fresh data directory and database; every server started on it is stopped after t. */
-async function prepareSite(t: TestContext, database: TestDatabase): Promise<Site> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'glimpse-crash-'));
-  const db = await database.create();
-  const servers: ServerProcess[] = [];
-  t.after(async () => {
-    for (const server of servers) await stopServer(server);
-    await db.drop();
-    await rm(dataDir, { recursive: true, force: true });
-  });
-  const databaseEnv: Record<string, string> = db.url ? { GLIMPSE_DATABASE_URL: db.url } : {};
-
-  return {
-    dataDir,
-    async start(env = {}) {
-      const server = await startServer({ dataDir, env: { ...databaseEnv, ...env } });
-      servers.push(server);
-      return server;
-    },
-  };
-}
-
-function serverLog(server: ServerProcess): string {
-  return `glimpse output (tail):\n${server.output().slice(-4000)}`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The API
-
-async function api(
-  server: ServerProcess,
-  method: string,
-  path: string,
-  body?: Buffer | Record<string, unknown>,
-): Promise<Response> {
-  const isData = Buffer.isBuffer(body);
-  const headers: Record<string, string> = {};
-  if (body !== undefined) {
-    headers['content-type'] = isData ? 'application/octet-stream' : 'application/json';
-  }
-  return fetch(new URL(path, server.url), {
-    method,
-    headers,
-    body: body === undefined ? undefined : isData ? body : JSON.stringify(body),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-}
-
-async function createImage(server: ServerProcess): Promise<string> {
-  const response = await api(server, 'POST', '/v2/images', {
-    name: 'crash-test',
-    disk_format: 'raw',
-    container_format: 'bare',
-  });
-  const text = await response.text();
-  assert.equal(response.status, 201, text);
-  return (JSON.parse(text) as ImageBody).id;
-}
-
-async function getImage(server: ServerProcess, id: string): Promise<ImageBody> {
-  const response = await api(server, 'GET', `/v2/images/${id}`);
-  const text = await response.text();
-  assert.equal(response.status, 200, `GET /v2/images/${id}: ${text}\n${serverLog(server)}`);
-  return JSON.parse(text) as ImageBody;
+/** Starts a server, kills it in the middle of the write and starts the next one. */
+async function interruptWrite(
+  t: TestContext,
+  site: Site,
+  write: Write,
+): Promise<{ id: string; next: ServerProcess }> {
+  const first = await site.start();
+  const id = await createImage(first, 'crash-test');
+  const upload = startSlowUpload(t, first, `/v2/images/${id}/${write.resource}`);
+  await waitForWrite(first, upload, id, write.status, join(site.dataDir, write.store));
+  await killServer(first);
+  upload.stop();
+  return { id, next: await site.start() };
 }
 
 async function uploadAll(server: ServerProcess, id: string, data: Buffer): Promise<void> {
   const response = await api(server, 'PUT', `/v2/images/${id}/file`, data);
   assert.equal(response.status, 204, `${await response.text()}\n${serverLog(server)}`);
-}
-
-async function download(server: ServerProcess, id: string): Promise<Buffer> {
-  const response = await api(server, 'GET', `/v2/images/${id}/file`);
-  assert.equal(response.status, 200, serverLog(server));
-  return Buffer.from(await response.arrayBuffer());
 }
 
 function pickData(image: ImageBody): Partial<ImageBody> {
@@ -334,46 +267,4 @@ async function waitForWrite(
     },
     () => serverLog(server),
   );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Files and waiting
-
-/** Paths of the partial files of image id in the store rooted at root. */
-async function partialFiles(root: string, id: string): Promise<string[]> {
-  const dir = join(root, '.partial');
-  const names = await readdir(dir);
-  return names.filter((name) => name.startsWith(`${id}.`)).map((name) => join(dir, name));
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-}
-
-function digest(algorithm: string, data: Buffer): string {
-  return createHash(algorithm).update(data).digest('hex');
-}
-
-/** Polls check until it returns non-null; fails after timeoutMs. */
-async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  check: () => Promise<T | null>,
-  context: () => string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const result = await check();
-    if (result !== null) return result;
-    if (Date.now() >= deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${context()}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }

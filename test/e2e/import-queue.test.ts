@@ -6,20 +6,31 @@
  * counts the requests it gets for each path.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 import { testDatabases } from '../support/databases.js';
 import type { TestDatabase } from '../support/databases.js';
-import { killServer, startServer, stopServer } from '../support/server-process.js';
+import {
+  api,
+  createImage,
+  digest,
+  download,
+  exists,
+  getImage,
+  partialFiles,
+  prepareSite,
+  serverLog,
+  waitFor,
+} from '../support/process-site.js';
+import type { ImageBody, Site } from '../support/process-site.js';
+import { killServer } from '../support/server-process.js';
 import type { ServerProcess } from '../support/server-process.js';
 
 const MiB = 1024 * 1024;
@@ -27,21 +38,10 @@ const MiB = 1024 * 1024;
 const SLOW_SIZE = 6 * MiB;
 /** Over the staging store's 1 MiB write block, so that the partial file holds data. */
 const FIRST_PART = 2 * MiB;
-const REQUEST_TIMEOUT_MS = 30_000;
 /** Until a download is well under way, or a task has finished. */
 const WAIT_TIMEOUT_MS = 30_000;
 const TEST_TIMEOUT_MS = 180_000;
 const QUEUED_IMPORTS = 20;
-
-interface ImageBody {
-  readonly id: string;
-  readonly status: string;
-  readonly size: number | null;
-  readonly checksum: string | null;
-  readonly os_hash_algo: string | null;
-  readonly os_hash_value: string | null;
-  readonly [property: string]: unknown;
-}
 
 interface TaskRow {
   readonly id: string;
@@ -50,8 +50,8 @@ interface TaskRow {
   readonly result: Record<string, unknown> | null;
 }
 
-const md5 = (data: Buffer) => createHash('md5').update(data).digest('hex');
-const sha512 = (data: Buffer) => createHash('sha512').update(data).digest('hex');
+const md5 = (data: Buffer) => digest('md5', data);
+const sha512 = (data: Buffer) => digest('sha512', data);
 
 // ---------------------------------------------------------------------------------------------
 // The web-download source
@@ -121,93 +121,35 @@ class Source {
 // ---------------------------------------------------------------------------------------------
 // Sites and servers
 
-/** A data directory and a database that servers are started on, and restarted on. */
-interface Site {
-  readonly dataDir: string;
-  start(): Promise<ServerProcess>;
-}
-
-/** A fresh data directory and database; every server started on it is stopped after t. */
-async function prepareSite(t: TestContext, database: TestDatabase, source: Source) {
-  const dataDir = await mkdtemp(join(tmpdir(), 'glimpse-import-queue-'));
-  const db = await database.create();
-  const servers: ServerProcess[] = [];
-  t.after(async () => {
-    for (const server of servers) await stopServer(server);
-    await db.drop();
-    await rm(dataDir, { recursive: true, force: true });
-  });
-  const env: Record<string, string> = {
-    GLIMPSE_WORKER_HEARTBEAT_SECONDS: '1',
-    GLIMPSE_ALLOWED_HOSTS: '127.0.0.1',
-    GLIMPSE_ALLOWED_PORTS: `80,443,${source.port}`,
-  };
-  if (db.url) env.GLIMPSE_DATABASE_URL = db.url;
-
-  const site: Site = {
-    dataDir,
-    async start() {
-      const server = await startServer({ dataDir, env });
-      servers.push(server);
-      return server;
+/**
+ * A fresh site whose servers may download from source, and soon take over the tasks of a
+ * killed process.
+ */
+function prepareSourceSite(t: TestContext, database: TestDatabase, source: Source) {
+  return prepareSite(t, database, {
+    prefix: 'glimpse-import-queue-',
+    env: {
+      GLIMPSE_WORKER_HEARTBEAT_SECONDS: '1',
+      GLIMPSE_ALLOWED_HOSTS: '127.0.0.1',
+      GLIMPSE_ALLOWED_PORTS: `80,443,${source.port}`,
     },
-  };
-  return site;
-}
-
-function serverLog(server: ServerProcess): string {
-  return `glimpse output (tail):\n${server.output().slice(-4000)}`;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // The API
 
-async function api(
-  server: ServerProcess,
-  method: string,
-  path: string,
-  body?: Record<string, unknown>,
-): Promise<{ status: number; text: string }> {
-  const response = await fetch(new URL(path, server.url), {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  return { status: response.status, text: await response.text() };
-}
-
-async function createImage(server: ServerProcess, name: string): Promise<string> {
-  const body = { name, disk_format: 'raw', container_format: 'bare' };
-  const response = await api(server, 'POST', '/v2/images', body);
-  assert.equal(response.status, 201, response.text);
-  return (JSON.parse(response.text) as ImageBody).id;
-}
-
 async function webDownload(server: ServerProcess, id: string, uri: string): Promise<void> {
   const body = { method: { name: 'web-download', uri } };
   const response = await api(server, 'POST', `/v2/images/${id}/import`, body);
-  assert.equal(response.status, 202, `${response.text}\n${serverLog(server)}`);
-}
-
-async function getImage(server: ServerProcess, id: string): Promise<ImageBody> {
-  const response = await api(server, 'GET', `/v2/images/${id}`);
-  assert.equal(response.status, 200, `${response.text}\n${serverLog(server)}`);
-  return JSON.parse(response.text) as ImageBody;
+  assert.equal(response.status, 202, `${await response.text()}\n${serverLog(server)}`);
 }
 
 async function tasksOf(server: ServerProcess, id: string): Promise<TaskRow[]> {
   const response = await api(server, 'GET', `/v2/images/${id}/tasks`);
-  assert.equal(response.status, 200, `${response.text}\n${serverLog(server)}`);
-  return (JSON.parse(response.text) as { tasks: TaskRow[] }).tasks;
-}
-
-async function download(server: ServerProcess, id: string): Promise<Buffer> {
-  const response = await fetch(new URL(`/v2/images/${id}/file`, server.url), {
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  assert.equal(response.status, 200, serverLog(server));
-  return Buffer.from(await response.arrayBuffer());
+  const text = await response.text();
+  assert.equal(response.status, 200, `${text}\n${serverLog(server)}`);
+  return (JSON.parse(text) as { tasks: TaskRow[] }).tasks;
 }
 
 /** The image's only task, once it has finished. */
@@ -254,19 +196,6 @@ async function waitForDownload(
 // ---------------------------------------------------------------------------------------------
 // What an import leaves
 
-async function partialFiles(root: string, id: string): Promise<string[]> {
-  const dir = join(root, '.partial');
-  const names = await readdir(dir).catch(() => [] as string[]);
-  return names.filter((name) => name.startsWith(`${id}.`)).map((name) => join(dir, name));
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 /** Staged and partial files of the image: none may outlive its import. */
 async function leftovers(site: Site, id: string): Promise<string[]> {
   const staging = join(site.dataDir, 'staging');
@@ -306,24 +235,6 @@ async function assertQueuedAndEmpty(server: ServerProcess, site: Site, id: strin
   assert.deepEqual(await leftovers(site, id), []);
 }
 
-/** Polls check until it returns non-null; fails after timeoutMs. */
-async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  check: () => Promise<T | null>,
-  context: () => string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const result = await check();
-    if (result !== null) return result;
-    if (Date.now() >= deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${context()}`);
-    }
-    await sleep(100);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The suites
 
@@ -334,7 +245,7 @@ for (const database of await testDatabases()) {
       { timeout: TEST_TIMEOUT_MS },
       async (t) => {
         const source = await Source.start(t);
-        const site = await prepareSite(t, database, source);
+        const site = await prepareSourceSite(t, database, source);
         const data = randomBytes(SLOW_SIZE);
         const uri = source.serve('/slow', data, { stalled: 1 });
 
@@ -361,7 +272,7 @@ for (const database of await testDatabases()) {
       { timeout: TEST_TIMEOUT_MS },
       async (t) => {
         const source = await Source.start(t);
-        const site = await prepareSite(t, database, source);
+        const site = await prepareSourceSite(t, database, source);
         const uri = source.serve('/always-killed', randomBytes(SLOW_SIZE), { stalled: 99 });
 
         let server = await site.start();
@@ -390,7 +301,7 @@ for (const database of await testDatabases()) {
       },
       async (t) => {
         const source = await Source.start(t);
-        const site = await prepareSite(t, database, source);
+        const site = await prepareSourceSite(t, database, source);
         const data = randomBytes(SLOW_SIZE);
         const uri = source.serve('/taken-over', data, { stalled: 1 });
 
@@ -418,7 +329,7 @@ for (const database of await testDatabases()) {
       },
       async (t) => {
         const source = await Source.start(t);
-        const site = await prepareSite(t, database, source);
+        const site = await prepareSourceSite(t, database, source);
         const servers = [await site.start(), await site.start()];
         const imports = await Promise.all(
           Array.from({ length: QUEUED_IMPORTS }, async (_, n) => {

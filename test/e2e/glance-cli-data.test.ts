@@ -7,7 +7,7 @@
  * Without it the suite is skipped, except under CI (CI=true), where it fails.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,27 +16,41 @@ import { after, before, describe, it } from 'node:test';
 import {
   GLANCE_MISSING,
   findOnPath,
-  runGlance,
+  glanceCommands,
+  glanceSkipReason,
+  pickShown,
   showTable,
   startServer,
   stopServer,
 } from '../support/server-process.js';
-import type { CommandResult, ServerProcess } from '../support/server-process.js';
+import type { ServerProcess } from '../support/server-process.js';
+import { digest } from '../support/process-site.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const IMAGE_SIZE = 5 * 1024 * 1024;
+const DATA_FIELDS = ['status', 'size', 'checksum', 'os_hash_algo', 'os_hash_value'];
 
-const isCi = process.env.CI === 'true';
 const glancePath = await findOnPath('glance');
+const skip = glanceSkipReason(glancePath);
 
 let server: ServerProcess | undefined;
+const { glance, glanceOk } = glanceCommands(glancePath, () => server);
 
-describe('glance image data commands against a running Glimpse', { skip: skipReason() }, () => {
+describe('glance image data commands against a running Glimpse', { skip }, () => {
   let workDir = '';
   let source = '';
   let md5 = '';
   let sha512 = '';
   let imageId = '';
+
+  /** The data fields glance shows of an image that holds the source file. */
+  const withSourceData = () => ({
+    status: 'active',
+    size: String(IMAGE_SIZE),
+    checksum: md5,
+    os_hash_algo: 'sha512',
+    os_hash_value: sha512,
+  });
 
   before(async () => {
     if (glancePath === null) throw new Error(`${GLANCE_MISSING}; CI requires it`);
@@ -64,25 +78,13 @@ describe('glance image data commands against a running Glimpse', { skip: skipRea
     );
     assert.match(shown.id ?? '', UUID);
     imageId = shown.id ?? '';
-    assert.deepEqual(dataFields(shown), {
-      status: 'active',
-      size: String(IMAGE_SIZE),
-      checksum: md5,
-      os_hash_algo: 'sha512',
-      os_hash_value: sha512,
-    });
+    assert.deepEqual(pickShown(shown, DATA_FIELDS), withSourceData());
   });
 
   it('image-show prints the size, MD5 checksum and SHA-512 of the uploaded file', async () => {
     const shown = showTable(await glanceOk('image-show', imageId));
     assert.equal(shown.id, imageId);
-    assert.deepEqual(dataFields(shown), {
-      status: 'active',
-      size: String(IMAGE_SIZE),
-      checksum: md5,
-      os_hash_algo: 'sha512',
-      os_hash_value: sha512,
-    });
+    assert.deepEqual(pickShown(shown, DATA_FIELDS), withSourceData());
   });
 
   it('image-download writes exactly the uploaded bytes', async () => {
@@ -107,13 +109,10 @@ describe('glance image data commands against a running Glimpse', { skip: skipRea
 
     assert.equal((await glanceOk('image-upload', '--file', source, id)).trim(), '');
 
-    assert.deepEqual(dataFields(showTable(await glanceOk('image-show', id))), {
-      status: 'active',
-      size: String(IMAGE_SIZE),
-      checksum: md5,
-      os_hash_algo: 'sha512',
-      os_hash_value: sha512,
-    });
+    assert.deepEqual(
+      pickShown(showTable(await glanceOk('image-show', id)), DATA_FIELDS),
+      withSourceData(),
+    );
     const out = join(workDir, 'uploaded-then-downloaded.raw');
     await glanceOk('image-download', '--file', out, id);
     assert.equal(digest('sha512', await readFile(out)), sha512);
@@ -138,34 +137,3 @@ describe('glance image data commands against a running Glimpse', { skip: skipRea
     await assert.rejects(stat(out), { code: 'ENOENT' });
   });
 });
-
-function skipReason(): string | false {
-  return glancePath === null && !isCi ? GLANCE_MISSING : false;
-}
-
-/** Runs glance against the server (with standard input closed, see runGlance). */
-function glance(...args: string[]): Promise<CommandResult> {
-  if (!server) throw new Error('the server is not running');
-  return runGlance(glancePath ?? 'glance', server.url, args);
-}
-
-/** stdout of a glance call that must succeed. */
-async function glanceOk(...args: string[]): Promise<string> {
-  const result = await glance(...args);
-  assert.equal(
-    result.code,
-    0,
-    `glance ${args.join(' ')} exited with ${result.code}:\n${result.stderr}${result.stdout}` +
-      `\nglimpse output (tail):\n${server?.output().slice(-4000) ?? ''}`,
-  );
-  return result.stdout;
-}
-
-function dataFields(shown: Record<string, string>): Record<string, string> {
-  const keys = ['status', 'size', 'checksum', 'os_hash_algo', 'os_hash_value'];
-  return Object.fromEntries(keys.map((key) => [key, shown[key] ?? '<absent>']));
-}
-
-function digest(algorithm: string, data: Buffer): string {
-  return createHash(algorithm).update(data).digest('hex');
-}

@@ -11,13 +11,15 @@ import { after, before, describe, it } from 'node:test';
 import {
   GLANCE_MISSING,
   findOnPath,
-  runGlance,
+  glanceCommands,
+  glanceSkipReason,
+  pickShown,
   showTable,
   startServer,
   stopServer,
   tableRows,
 } from '../support/server-process.js';
-import type { CommandResult, ServerProcess } from '../support/server-process.js';
+import type { ServerProcess } from '../support/server-process.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -34,12 +36,13 @@ const AS_CREATED: Readonly<Record<string, string>> = {
   checksum: 'None',
 };
 
-const isCi = process.env.CI === 'true';
 const glancePath = await findOnPath('glance');
+const skip = glanceSkipReason(glancePath);
 
 let server: ServerProcess | undefined;
+const { glance, glanceOk } = glanceCommands(glancePath, () => server);
 
-describe('the glance CLI against a running Glimpse', { skip: skipReason() }, () => {
+describe('the glance CLI against a running Glimpse', { skip }, () => {
   let imageId = '';
   let otherId = '';
 
@@ -62,7 +65,7 @@ describe('the glance CLI against a running Glimpse', { skip: skipReason() }, () 
     );
     assert.match(shown.id ?? '', UUID);
     imageId = shown.id ?? '';
-    assert.deepEqual(pick(shown, Object.keys(AS_CREATED)), AS_CREATED);
+    assert.deepEqual(pickShown(shown, Object.keys(AS_CREATED)), AS_CREATED);
     assert.deepEqual(tagsOf(shown), []);
 
     // A second, private image that every filter below must leave out.
@@ -89,7 +92,7 @@ describe('the glance CLI against a running Glimpse', { skip: skipReason() }, () 
   it('image-show prints the stored image', async () => {
     const shown = showTable(await glanceOk('image-show', imageId));
     assert.equal(shown.id, imageId);
-    assert.deepEqual(pick(shown, Object.keys(AS_CREATED)), AS_CREATED);
+    assert.deepEqual(pickShown(shown, Object.keys(AS_CREATED)), AS_CREATED);
   });
 
   it('image-update renames, adds a property and removes another', async () => {
@@ -138,31 +141,6 @@ describe('the glance CLI against a running Glimpse', { skip: skipReason() }, () 
   });
 });
 
-function skipReason(): string | false {
-  return glancePath === null && !isCi ? GLANCE_MISSING : false;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Running glance
-
-/** Runs glance against the server (with standard input closed, see runGlance). */
-function glance(...args: string[]): Promise<CommandResult> {
-  if (!server) throw new Error('the server is not running');
-  return runGlance(glancePath ?? 'glance', server.url, args);
-}
-
-/** stdout of a glance call that must succeed. */
-async function glanceOk(...args: string[]): Promise<string> {
-  const result = await glance(...args);
-  assert.equal(
-    result.code,
-    0,
-    `glance ${args.join(' ')} exited with ${result.code}:\n${result.stderr}${result.stdout}` +
-      `\nglimpse output (tail):\n${server?.output().slice(-4000) ?? ''}`,
-  );
-  return result.stdout;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reading glance's tables
 
@@ -175,8 +153,4 @@ async function listIds(...filters: string[]): Promise<string[]> {
   const [header, ...rows] = tableRows(await glanceOk('image-list', ...filters));
   assert.deepEqual(header, ['ID', 'Name']);
   return rows.map(([id = '']) => id).sort();
-}
-
-function pick(shown: Record<string, string>, keys: readonly string[]): Record<string, string> {
-  return Object.fromEntries(keys.map((key) => [key, shown[key] ?? '<absent>']));
 }

@@ -219,6 +219,44 @@ export function runGlance(
   });
 }
 
+/** Why a suite that runs glance is skipped: glance is missing, outside CI (which needs it). */
+export function glanceSkipReason(glancePath: string | null): string | false {
+  return glancePath === null && process.env.CI !== 'true' ? GLANCE_MISSING : false;
+}
+
+export interface GlanceCommands {
+  /** Runs glance against the server (with standard input closed, see runGlance). */
+  glance(...args: string[]): Promise<CommandResult>;
+  /** stdout of a glance call that must succeed. */
+  glanceOk(...args: string[]): Promise<string>;
+}
+
+/**
+ * glance calls for a suite whose server current() returns: it starts in a before hook, so
+ * the calls look it up when they run.
+ */
+export function glanceCommands(
+  glancePath: string | null,
+  current: () => ServerProcess | undefined,
+): GlanceCommands {
+  const glance = (...args: string[]): Promise<CommandResult> => {
+    const server = current();
+    if (!server) throw new Error('the server is not running');
+    return runGlance(glancePath ?? 'glance', server.url, args);
+  };
+  const glanceOk = async (...args: string[]): Promise<string> => {
+    const result = await glance(...args);
+    assert.equal(
+      result.code,
+      0,
+      `glance ${args.join(' ')} exited with ${result.code}:\n${result.stderr}${result.stdout}` +
+        `\nglimpse output (tail):\n${current()?.output().slice(-4000) ?? ''}`,
+    );
+    return result.stdout;
+  };
+  return { glance, glanceOk };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading glance's tables
 
@@ -255,4 +293,12 @@ export function showTable(output: string): Record<string, string> {
     }
   }
   return shown;
+}
+
+/** The keys of a shown table, with `<absent>` for those it lacks. */
+export function pickShown(
+  shown: Record<string, string>,
+  keys: readonly string[],
+): Record<string, string> {
+  return Object.fromEntries(keys.map((key) => [key, shown[key] ?? '<absent>']));
 }

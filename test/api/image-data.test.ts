@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 
 import type { OptionName } from '../../src/config/schema.js';
-import { asProject, json, startTestApp, type TestApp } from '../support/app.js';
+import { asProject, createImage, showImage, startTestApp, type TestApp } from '../support/app.js';
 import { testDatabases, type TestDatabase } from '../support/databases.js';
 import {
   buildBackedQcow2,
@@ -213,21 +213,12 @@ class Server {
     return join(this.t.dataDir, 'images');
   }
 
-  async create(body: Record<string, unknown>, headers: Headers = ALICE): Promise<Image> {
-    const response = await this.t.request({
-      method: 'POST',
-      url: '/v2/images',
-      headers,
-      payload: JSON.stringify(body),
-    });
-    assert.equal(response.statusCode, 201, response.body);
-    return json<Image>(response);
+  create(body: Record<string, unknown>, headers: Headers = ALICE): Promise<Image> {
+    return createImage<Image>(this.t, body, headers);
   }
 
-  async show(id: string, headers: Headers = ALICE): Promise<Image> {
-    const response = await this.t.request({ method: 'GET', url: `/v2/images/${id}`, headers });
-    assert.equal(response.statusCode, 200, response.body);
-    return json<Image>(response);
+  show(id: string, headers: Headers = ALICE): Promise<Image> {
+    return showImage<Image>(this.t, id, headers);
   }
 
   async call(

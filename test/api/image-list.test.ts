@@ -6,7 +6,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { openDialect } from '../../src/db/sql/database.js';
 import type { ImagesTable, Tables } from '../../src/db/sql/tables.js';
 import type { OptionName } from '../../src/config/schema.js';
-import { asProject, json, startTestApp, type TestApp } from '../support/app.js';
+import { asProject, createImage, json, startTestApp, type TestApp } from '../support/app.js';
 import { testDatabases, type TestDatabase } from '../support/databases.js';
 
 type Headers = Record<string, string>;
@@ -37,15 +37,8 @@ class Harness {
     readonly db: Kysely<Tables>,
   ) {}
 
-  async create(body: Record<string, unknown>, headers: Headers = ALICE): Promise<Image> {
-    const response = await this.t.request({
-      method: 'POST',
-      url: '/v2/images',
-      headers,
-      payload: JSON.stringify(body),
-    });
-    assert.equal(response.statusCode, 201, response.body);
-    return json<Image>(response);
+  create(body: Record<string, unknown>, headers: Headers = ALICE): Promise<Image> {
+    return createImage<Image>(this.t, body, headers);
   }
 
   async delete(id: string, headers: Headers = ALICE): Promise<void> {

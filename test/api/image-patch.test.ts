@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { asProject, json, startTestApp, type TestApp } from '../support/app.js';
+import { asProject, createImage, json, startTestApp, type TestApp } from '../support/app.js';
 import { testDatabases } from '../support/databases.js';
 
 type Image = Record<string, unknown> & { id: string; tags: string[] };
@@ -21,16 +21,8 @@ for (const database of await testDatabases()) {
     });
     after(() => t?.close());
 
-    const newImage = async (body: Record<string, unknown> = {}) => {
-      const response = await t.request({
-        method: 'POST',
-        url: '/v2/images',
-        headers: ALICE,
-        payload: JSON.stringify({ name: 'original', ...body }),
-      });
-      assert.equal(response.statusCode, 201, response.body);
-      return json<Image>(response);
-    };
+    const newImage = (body: Record<string, unknown> = {}) =>
+      createImage<Image>(t, { name: 'original', ...body }, ALICE);
 
     const patch = (
       id: string,

@@ -1,4 +1,5 @@
 /** Builds an in-process Glimpse for API tests, answering through Fastify's inject. */
+import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,4 +57,31 @@ export function json<T = Record<string, unknown>>(response: LightMyRequestRespon
   } catch {
     throw new Error(`expected JSON, got ${response.statusCode}: ${response.body}`);
   }
+}
+
+/** POST /v2/images that must succeed; the image it created. */
+export async function createImage<T extends { id: string }>(
+  t: TestApp,
+  body: Record<string, unknown>,
+  headers: Record<string, string>,
+): Promise<T> {
+  const response = await t.request({
+    method: 'POST',
+    url: '/v2/images',
+    headers,
+    payload: JSON.stringify(body),
+  });
+  assert.equal(response.statusCode, 201, response.body);
+  return json<T>(response);
+}
+
+/** GET /v2/images/{id} that must succeed. */
+export async function showImage<T extends { id: string }>(
+  t: TestApp,
+  id: string,
+  headers: Record<string, string>,
+): Promise<T> {
+  const response = await t.request({ method: 'GET', url: `/v2/images/${id}`, headers });
+  assert.equal(response.statusCode, 200, response.body);
+  return json<T>(response);
 }

@@ -19,7 +19,6 @@
  * under CI (CI=true), where they fail.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -29,9 +28,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { OPENSTACK_MISSING, openstackSkipReason } from '../support/openstack-cli.js';
 import {
   findOnPath,
   GLANCE_MISSING,
+  glanceSkipReason,
+  runCommand,
   runGlance,
   showTable,
   startServer,
@@ -40,9 +42,6 @@ import {
   type CommandResult,
   type ServerProcess,
 } from '../support/server-process.js';
-
-const OPENSTACK_MISSING =
-  'the openstack command is not installed (Debian package python3-openstackclient)';
 const COMMAND_TIMEOUT_MS = 60_000;
 /** Until an import has finished. */
 const IMPORT_TIMEOUT_MS = 30_000;
@@ -73,21 +72,8 @@ const sha512 = (data: Buffer) => createHash('sha512').update(data).digest('hex')
 
 /** Runs a command with standard input closed and no OS_* variables of the developer's shell. */
 function run(command: string, args: string[]): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      '/bin/sh',
-      ['-c', 'exec "$@" <&-', 'sh', command, ...args],
-      {
-        env: withoutPrefix(process.env, 'OS_'),
-        timeout: COMMAND_TIMEOUT_MS,
-        maxBuffer: 4 * 1024 * 1024,
-      },
-      (error, stdout, stderr) => {
-        if (error && typeof error.code !== 'number') reject(error);
-        else resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
-      },
-    );
-  });
+  const env = withoutPrefix(process.env, 'OS_');
+  return runCommand(command, args, { env, timeoutMs: COMMAND_TIMEOUT_MS });
 }
 
 /** The usage text of an openstack subcommand, or null when this release lacks it. */
@@ -198,115 +184,102 @@ describe(
     // -------------------------------------------------------------------------------------------
     // openstack
 
-    describe(
-      'openstack',
-      { skip: openstackPath === null && !isCi ? OPENSTACK_MISSING : false },
-      () => {
-        before(() => {
-          if (openstackPath === null) throw new Error(`${OPENSTACK_MISSING}; CI requires it`);
-        });
+    describe('openstack', { skip: openstackSkipReason(openstackPath) }, () => {
+      before(() => {
+        if (openstackPath === null) throw new Error(`${OPENSTACK_MISSING}; CI requires it`);
+      });
 
-        async function openstack(args: string[]): Promise<string> {
-          const argv = ['--os-auth-type', 'none', '--os-endpoint', url(), ...args];
-          const result = await run(openstackPath ?? 'openstack', argv);
-          assert.equal(
-            result.code,
-            0,
-            `openstack ${args.join(' ')} exited with ${result.code}:\n` +
-              `${result.stderr}${result.stdout}\n${serverLog()}`,
+      async function openstack(args: string[]): Promise<string> {
+        const argv = ['--os-auth-type', 'none', '--os-endpoint', url(), ...args];
+        const result = await run(openstackPath ?? 'openstack', argv);
+        assert.equal(
+          result.code,
+          0,
+          `openstack ${args.join(' ')} exited with ${result.code}:\n` +
+            `${result.stderr}${result.stdout}\n${serverLog()}`,
+        );
+        return result.stdout;
+      }
+
+      const show = async (id: string) =>
+        JSON.parse(await openstack(['image', 'show', id, '-f', 'json'])) as ImageJson;
+
+      async function createQueued(name: string): Promise<string> {
+        const created = JSON.parse(
+          await openstack([
+            ...['image', 'create', '--disk-format', 'raw', '--container-format', 'bare'],
+            ...[name, '-f', 'json'],
+          ]),
+        ) as ImageJson;
+        assert.equal(created.status, 'queued');
+        return created.id;
+      }
+
+      /** Shows the image until its import has finished; it must end active with data's hashes. */
+      async function assertActive(id: string, data: Buffer): Promise<void> {
+        const deadline = Date.now() + IMPORT_TIMEOUT_MS;
+        let image = await show(id);
+        while (image.status !== 'active') {
+          assert.ok(
+            ['queued', 'uploading', 'importing'].includes(image.status),
+            `${id} is ${image.status}\n${serverLog()}`,
           );
-          return result.stdout;
+          if (Date.now() > deadline) assert.fail(`${id} is still ${image.status}\n${serverLog()}`);
+          await sleep(200);
+          image = await show(id);
         }
+        assert.equal(image.size, data.length);
+        assert.equal(image.checksum, md5(data));
+        const hash = image.os_hash_value ?? image.properties?.os_hash_value;
+        assert.equal(hash, sha512(data));
+      }
 
-        const show = async (id: string) =>
-          JSON.parse(await openstack(['image', 'show', id, '-f', 'json'])) as ImageJson;
+      it('creates an image with --import, which stages the file and imports it', async () => {
+        const { path, data } = await dataFile('direct.raw', 300 * 1024 + 5);
+        const created = JSON.parse(
+          await openstack([
+            ...['image', 'create', '--import', '--file', path],
+            ...['--disk-format', 'raw', '--container-format', 'bare', 'cli-import', '-f', 'json'],
+          ]),
+        ) as ImageJson;
+        assert.equal(created.name, 'cli-import');
+        await assertActive(created.id, data);
+        await assertImportedWith(created.id, 'glance-direct');
+      });
 
-        async function createQueued(name: string): Promise<string> {
-          const created = JSON.parse(
-            await openstack([
-              ...['image', 'create', '--disk-format', 'raw', '--container-format', 'bare'],
-              ...[name, '-f', 'json'],
-            ]),
-          ) as ImageJson;
-          assert.equal(created.status, 'queued');
-          return created.id;
-        }
+      it(
+        'stages with openstack image stage and imports with glance-direct',
+        { skip: stageUsage === null || importUsage === null ? missing('image stage') : false },
+        async () => {
+          const { path, data } = await dataFile('staged.raw', 200 * 1024);
+          const id = await createQueued('cli-staged');
+          await openstack(['image', 'stage', '--file', path, id]);
+          assert.equal((await show(id)).status, 'uploading');
+          await openstack(['image', 'import', '--method', 'glance-direct', id]);
+          await assertActive(id, data);
+          await assertImportedWith(id, 'glance-direct');
+        },
+      );
 
-        /** Shows the image until its import has finished; it must end active with data's hashes. */
-        async function assertActive(id: string, data: Buffer): Promise<void> {
-          const deadline = Date.now() + IMPORT_TIMEOUT_MS;
-          let image = await show(id);
-          while (image.status !== 'active') {
-            assert.ok(
-              ['queued', 'uploading', 'importing'].includes(image.status),
-              `${id} is ${image.status}\n${serverLog()}`,
-            );
-            if (Date.now() > deadline)
-              assert.fail(`${id} is still ${image.status}\n${serverLog()}`);
-            await sleep(200);
-            image = await show(id);
-          }
-          assert.equal(image.size, data.length);
-          assert.equal(image.checksum, md5(data));
-          const hash = image.os_hash_value ?? image.properties?.os_hash_value;
-          assert.equal(hash, sha512(data));
-        }
-
-        it('creates an image with --import, which stages the file and imports it', async () => {
-          const { path, data } = await dataFile('direct.raw', 300 * 1024 + 5);
-          const created = JSON.parse(
-            await openstack([
-              ...['image', 'create', '--import', '--file', path],
-              ...[
-                '--disk-format',
-                'raw',
-                '--container-format',
-                'bare',
-                'cli-import',
-                '-f',
-                'json',
-              ],
-            ]),
-          ) as ImageJson;
-          assert.equal(created.name, 'cli-import');
-          await assertActive(created.id, data);
-          await assertImportedWith(created.id, 'glance-direct');
-        });
-
-        it(
-          'stages with openstack image stage and imports with glance-direct',
-          { skip: stageUsage === null || importUsage === null ? missing('image stage') : false },
-          async () => {
-            const { path, data } = await dataFile('staged.raw', 200 * 1024);
-            const id = await createQueued('cli-staged');
-            await openstack(['image', 'stage', '--file', path, id]);
-            assert.equal((await show(id)).status, 'uploading');
-            await openstack(['image', 'import', '--method', 'glance-direct', id]);
-            await assertActive(id, data);
-            await assertImportedWith(id, 'glance-direct');
-          },
-        );
-
-        it(
-          'imports from a URI with openstack image import and web-download',
-          { skip: importUsage?.includes('--uri') ? false : missing('image import --uri') },
-          async () => {
-            const data = randomBytes(250 * 1024 + 1);
-            const uri = serve('/openstack-web.raw', data);
-            const id = await createQueued('cli-web');
-            await openstack(['image', 'import', '--method', 'web-download', '--uri', uri, id]);
-            await assertActive(id, data);
-            await assertImportedWith(id, 'web-download', uri);
-            assert.equal(hits.get('/openstack-web.raw'), 1);
-          },
-        );
-      },
-    );
+      it(
+        'imports from a URI with openstack image import and web-download',
+        { skip: importUsage?.includes('--uri') ? false : missing('image import --uri') },
+        async () => {
+          const data = randomBytes(250 * 1024 + 1);
+          const uri = serve('/openstack-web.raw', data);
+          const id = await createQueued('cli-web');
+          await openstack(['image', 'import', '--method', 'web-download', '--uri', uri, id]);
+          await assertActive(id, data);
+          await assertImportedWith(id, 'web-download', uri);
+          assert.equal(hits.get('/openstack-web.raw'), 1);
+        },
+      );
+    });
 
     // -------------------------------------------------------------------------------------------
     // glance, for the workflows an older openstack command cannot drive
 
-    describe('glance', { skip: glancePath === null && !isCi ? GLANCE_MISSING : false }, () => {
+    describe('glance', { skip: glanceSkipReason(glancePath) }, () => {
       before(() => {
         if (glancePath === null) throw new Error(`${GLANCE_MISSING}; CI requires it`);
       });

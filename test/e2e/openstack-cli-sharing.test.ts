@@ -18,43 +18,36 @@
  * it fails.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import { getToken, keystoneProblem, keystoneServerEnv, projectId } from '../support/keystone.js';
 import {
-  KEYSTONE_URL,
-  USER_PASSWORD,
-  getToken,
-  keystoneProblem,
-  keystoneServerEnv,
-  projectId,
-} from '../support/keystone.js';
+  OPENSTACK_MISSING,
+  cloudsDir,
+  openstackEnv,
+  openstackSkipReason,
+} from '../support/openstack-cli.js';
 import {
   findOnPath,
+  runCommand,
   startServer,
   stopServer,
-  withoutPrefix,
   type CommandResult,
   type ServerProcess,
 } from '../support/server-process.js';
 
-const OPENSTACK_MISSING =
-  'the openstack command is not installed (Debian package python3-openstackclient)';
 /** Each command logs in to Keystone and makes a few calls; Keystone can be slow. */
 const COMMAND_TIMEOUT_MS = 90_000;
 
-const isCi = process.env.CI === 'true';
 const openstackPath = await findOnPath('openstack');
 const problem = await keystoneProblem();
 
 function skipReason(): string | false {
-  if (problem) return problem;
-  return openstackPath === null && !isCi ? OPENSTACK_MISSING : false;
+  return problem ?? openstackSkipReason(openstackPath);
 }
 
 interface ImageJson {
@@ -88,9 +81,7 @@ describe('sharing an image with the openstack CLI', { skip: skipReason() }, () =
   before(async () => {
     if (openstackPath === null) throw new Error(`${OPENSTACK_MISSING}; CI requires it`);
     server = await startServer({ env: keystoneServerEnv() });
-    dir = await mkdtemp(join(tmpdir(), 'glimpse-openstack-'));
-    const clouds = `clouds:\n  glimpse:\n    image_endpoint_override: ${server.url}\n`;
-    await writeFile(join(dir, 'clouds.yaml'), clouds);
+    dir = await cloudsDir(server.url);
     data = randomBytes(5000);
     await writeFile(join(dir, 'image.raw'), data);
     betaId = await projectId('beta');
@@ -103,31 +94,9 @@ describe('sharing an image with the openstack CLI', { skip: skipReason() }, () =
 
   /** Runs openstack as user of project, with standard input closed. */
   function openstack(user: string, project: string, args: string[]): Promise<CommandResult> {
-    const env: NodeJS.ProcessEnv = {
-      // OS_* variables of the developer's shell would point the CLI elsewhere.
-      ...withoutPrefix(process.env, 'OS_'),
-      OS_CLIENT_CONFIG_FILE: join(dir, 'clouds.yaml'),
-      OS_CLOUD: 'glimpse',
-      OS_AUTH_URL: KEYSTONE_URL,
-      OS_USERNAME: user,
-      OS_PASSWORD: USER_PASSWORD,
-      OS_PROJECT_NAME: project,
-      OS_USER_DOMAIN_NAME: 'Default',
-      OS_PROJECT_DOMAIN_NAME: 'Default',
-      OS_IDENTITY_API_VERSION: '3',
-      OS_IMAGE_API_VERSION: '2',
-    };
-    return new Promise((resolve, reject) => {
-      execFile(
-        '/bin/sh',
-        ['-c', 'exec "$@" <&-', 'sh', openstackPath ?? 'openstack', ...args],
-        { env, cwd: dir, timeout: COMMAND_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024 },
-        (error, stdout, stderr) => {
-          if (error && typeof error.code !== 'number') reject(error);
-          else resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
-        },
-      );
-    });
+    const env = openstackEnv(dir, user, project);
+    const command = openstackPath ?? 'openstack';
+    return runCommand(command, args, { env, cwd: dir, timeoutMs: COMMAND_TIMEOUT_MS });
   }
 
   async function openstackOk(user: string, project: string, args: string[]): Promise<string> {

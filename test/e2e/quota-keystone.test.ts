@@ -16,8 +16,7 @@
  * cases are skipped, except under CI (CI=true), where they fail.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -26,11 +25,10 @@ import type { LightMyRequestResponse } from 'fastify';
 import { json, startTestApp, type TestApp } from '../support/app.js';
 import { testDatabases } from '../support/databases.js';
 import {
-  KEYSTONE_URL,
-  USER_PASSWORD,
   getToken,
   keystoneProblem,
   keystoneServerEnv,
+  passwordLoginEnv,
   projectId,
   type KeystoneToken,
   keystoneAppOptions,
@@ -45,13 +43,20 @@ import {
   type Resource,
 } from '../support/keystone-limits.js';
 import {
+  OPENSTACK_MISSING,
+  cloudsDir,
+  openstackEnv,
+  openstackSkipReason,
+} from '../support/openstack-cli.js';
+import {
   GLANCE_MISSING,
   findOnPath,
+  glanceSkipReason,
+  runCommand,
   runGlance,
   startServer,
   stopServer,
   tableRows,
-  withoutPrefix,
   type CommandResult,
   type ServerProcess,
 } from '../support/server-process.js';
@@ -62,14 +67,16 @@ type Image = Record<string, unknown> & { id: string; status: string };
 const MiB = 1024 * 1024;
 const REQUEST_TIMEOUT_MS = 15_000;
 const COMMAND_TIMEOUT_MS = 90_000;
-const OPENSTACK_MISSING =
-  'the openstack command is not installed (Debian package python3-openstackclient)';
 
-const isCi = process.env.CI === 'true';
 const problem = await keystoneProblem();
 const openstackPath = await findOnPath('openstack');
 const glancePath = await findOnPath('glance');
 const databases = await testDatabases();
+
+/** A server process validating tokens with Keystone and applying its unified limits. */
+function startLimitedServer(): Promise<ServerProcess> {
+  return startServer({ env: { ...keystoneServerEnv(), GLIMPSE_USE_KEYSTONE_LIMITS: 'true' } });
+}
 
 // ---------------------------------------------------------------------------------------------
 // The API
@@ -289,89 +296,62 @@ describe('Keystone unified limits', { skip: problem ?? false }, () => {
     });
   }
 
-  describe(
-    'with the openstack CLI',
-    { skip: openstackPath === null && !isCi && OPENSTACK_MISSING },
-    () => {
-      let server: ServerProcess | undefined;
-      let dir = '';
+  describe('with the openstack CLI', { skip: openstackSkipReason(openstackPath) }, () => {
+    let server: ServerProcess | undefined;
+    let dir = '';
 
-      before(async () => {
-        if (openstackPath === null) throw new Error(`${OPENSTACK_MISSING}; CI requires it`);
-        server = await startServer({
-          env: { ...keystoneServerEnv(), GLIMPSE_USE_KEYSTONE_LIMITS: 'true' },
-        });
-        dir = await mkdtemp(join(tmpdir(), 'glimpse-openstack-'));
-        const clouds = `clouds:\n  glimpse:\n    image_endpoint_override: ${server.url}\n`;
-        await writeFile(join(dir, 'clouds.yaml'), clouds);
+    before(async () => {
+      if (openstackPath === null) throw new Error(`${OPENSTACK_MISSING}; CI requires it`);
+      server = await startLimitedServer();
+      dir = await cloudsDir(server.url);
+    });
+
+    after(async () => {
+      if (server) await stopServer(server);
+      if (dir) await rm(dir, { recursive: true, force: true });
+    });
+
+    function openstack(args: string[]): Promise<CommandResult> {
+      const env = openstackEnv(dir, 'alpha-member', 'alpha');
+      return runCommand(openstackPath ?? 'openstack', args, {
+        env,
+        cwd: dir,
+        timeoutMs: COMMAND_TIMEOUT_MS,
+        // Standard input is empty: image create would otherwise wait to read data from it.
+        stdin: 'empty',
       });
+    }
 
-      after(async () => {
-        if (server) await stopServer(server);
-        if (dir) await rm(dir, { recursive: true, force: true });
-      });
-
-      function openstack(args: string[]): Promise<CommandResult> {
-        const env: NodeJS.ProcessEnv = {
-          ...withoutPrefix(process.env, 'OS_'),
-          OS_CLIENT_CONFIG_FILE: join(dir, 'clouds.yaml'),
-          OS_CLOUD: 'glimpse',
-          OS_AUTH_URL: KEYSTONE_URL,
-          OS_USERNAME: 'alpha-member',
-          OS_PASSWORD: USER_PASSWORD,
-          OS_PROJECT_NAME: 'alpha',
-          OS_USER_DOMAIN_NAME: 'Default',
-          OS_PROJECT_DOMAIN_NAME: 'Default',
-          OS_IDENTITY_API_VERSION: '3',
-          OS_IMAGE_API_VERSION: '2',
-        };
-        return new Promise((resolve, reject) => {
-          execFile(
-            '/bin/sh',
-            // Standard input is empty: image create would otherwise wait to read data from it.
-            ['-c', 'exec "$@" </dev/null', 'sh', openstackPath ?? 'openstack', ...args],
-            { env, cwd: dir, timeout: COMMAND_TIMEOUT_MS },
-            (error, stdout, stderr) => {
-              if (error && typeof error.code !== 'number') reject(error);
-              else resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
-            },
-          );
+    it('prints the refusal of a create past image_count_total', async () => {
+      for (let count = 0; count < ALPHA.image_count_total; count += 1) {
+        const response = await fetch(`${server?.url ?? ''}/v2/images`, {
+          method: 'POST',
+          headers: { 'x-auth-token': alpha.token, 'content-type': 'application/json' },
+          body: JSON.stringify({ name: `filler-${count}` }),
+          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
         });
+        assert.equal(response.status, 201, await response.text());
       }
 
-      it('prints the refusal of a create past image_count_total', async () => {
-        for (let count = 0; count < ALPHA.image_count_total; count += 1) {
-          const response = await fetch(`${server?.url ?? ''}/v2/images`, {
-            method: 'POST',
-            headers: { 'x-auth-token': alpha.token, 'content-type': 'application/json' },
-            body: JSON.stringify({ name: `filler-${count}` }),
-            signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-          });
-          assert.equal(response.status, 201, await response.text());
-        }
+      const result = await openstack(['image', 'create', 'past-the-limit']);
+      assert.notEqual(result.code, 0, `image create succeeded:\n${result.stdout}`);
+      const output = `${result.stderr}${result.stdout}`;
+      assert.match(output, /413/);
+      assert.match(
+        output,
+        /Resource image_count_total is over limit of 5 due to current usage 5 and delta 1/,
+      );
+      assert.doesNotMatch(output, /Traceback/);
+    });
+  });
 
-        const result = await openstack(['image', 'create', 'past-the-limit']);
-        assert.notEqual(result.code, 0, `image create succeeded:\n${result.stdout}`);
-        const output = `${result.stderr}${result.stdout}`;
-        assert.match(output, /413/);
-        assert.match(
-          output,
-          /Resource image_count_total is over limit of 5 due to current usage 5 and delta 1/,
-        );
-        assert.doesNotMatch(output, /Traceback/);
-      });
-    },
-  );
-
-  describe('with the glance CLI', { skip: glancePath === null && !isCi && GLANCE_MISSING }, () => {
+  describe('with the glance CLI', { skip: glanceSkipReason(glancePath) }, () => {
     let server: ServerProcess | undefined;
     let home = '';
 
     before(async () => {
       if (glancePath === null) throw new Error(`${GLANCE_MISSING}; CI requires it`);
-      server = await startServer({
-        env: { ...keystoneServerEnv(), GLIMPSE_USE_KEYSTONE_LIMITS: 'true' },
-      });
+      server = await startLimitedServer();
       home = await mkdtemp(join(tmpdir(), 'glimpse-glance-home-'));
       // Some of every resource: 1.5 MiB stored (counted as 1), 1 MiB staged, three images.
       await send('PUT', `/v2/images/${await newImage()}/file`, Buffer.alloc(1.5 * MiB, 1));
@@ -431,29 +411,9 @@ describe('Keystone unified limits', { skip: problem ?? false }, () => {
      * schemas glanceclient keeps there are fetched from this server.
      */
     function glanceLoggedIn(args: string[]): Promise<CommandResult> {
-      const env: NodeJS.ProcessEnv = {
-        ...withoutPrefix(process.env, 'OS_'),
-        HOME: home,
-        OS_AUTH_URL: KEYSTONE_URL,
-        OS_USERNAME: 'alpha-member',
-        OS_PASSWORD: USER_PASSWORD,
-        OS_PROJECT_NAME: 'alpha',
-        OS_USER_DOMAIN_NAME: 'Default',
-        OS_PROJECT_DOMAIN_NAME: 'Default',
-        OS_IDENTITY_API_VERSION: '3',
-      };
+      const env = { ...passwordLoginEnv('alpha-member', 'alpha'), HOME: home };
       const argv = ['--os-image-url', server?.url ?? '', ...args];
-      return new Promise((resolve, reject) => {
-        execFile(
-          '/bin/sh',
-          ['-c', 'exec "$@" <&-', 'sh', glancePath ?? 'glance', ...argv],
-          { env, timeout: COMMAND_TIMEOUT_MS },
-          (error, stdout, stderr) => {
-            if (error && typeof error.code !== 'number') reject(error);
-            else resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
-          },
-        );
-      });
+      return runCommand(glancePath ?? 'glance', argv, { env, timeoutMs: COMMAND_TIMEOUT_MS });
     }
 
     it('prints what GET /v2/info/usage reports, given a token', async () => {

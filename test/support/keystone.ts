@@ -12,6 +12,7 @@
  * Under CI (CI=true) an unreachable Keystone fails the run instead of skipping.
  */
 import { explain } from './errors.js';
+import { withoutPrefix } from './server-process.js';
 
 /** Identity API root, without a trailing slash. */
 export const KEYSTONE_URL = (
@@ -248,4 +249,22 @@ async function adminRequest(
     headers: { accept: 'application/json', 'x-auth-token': admin.token, ...headers },
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
+}
+
+/**
+ * The environment of an OpenStack CLI logged in to this Keystone as user of project with a
+ * password. OS_* variables of the developer's shell are left out: they would point it
+ * elsewhere.
+ */
+export function passwordLoginEnv(user: string, project: string): NodeJS.ProcessEnv {
+  return {
+    ...withoutPrefix(process.env, 'OS_'),
+    OS_AUTH_URL: KEYSTONE_URL,
+    OS_USERNAME: user,
+    OS_PASSWORD: USER_PASSWORD,
+    OS_PROJECT_NAME: project,
+    OS_USER_DOMAIN_NAME: DOMAIN,
+    OS_PROJECT_DOMAIN_NAME: DOMAIN,
+    OS_IDENTITY_API_VERSION: '3',
+  };
 }

@@ -189,6 +189,41 @@ export function withoutPrefix(env: NodeJS.ProcessEnv, prefix: string): NodeJS.Pr
   return Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith(prefix)));
 }
 
+/** Output beyond this fails a command: the CLIs' JSON listings stay far below it. */
+const COMMAND_MAX_BUFFER = 4 * 1024 * 1024;
+
+export interface CommandOptions {
+  readonly env: NodeJS.ProcessEnv;
+  readonly timeoutMs: number;
+  readonly cwd?: string;
+  /**
+   * Standard input is closed by default; 'empty' gives it /dev/null, for a command that must
+   * find no data there rather than none at all.
+   */
+  readonly stdin?: 'closed' | 'empty';
+}
+
+/** Runs command; its exit code and output, whatever the code (only a failure to run throws). */
+export function runCommand(
+  command: string,
+  args: readonly string[],
+  options: CommandOptions,
+): Promise<CommandResult> {
+  const redirect = options.stdin === 'empty' ? '</dev/null' : '<&-';
+  const { env, cwd, timeoutMs: timeout } = options;
+  return new Promise((resolve, reject) => {
+    execFile(
+      '/bin/sh',
+      ['-c', `exec "$@" ${redirect}`, 'sh', command, ...args],
+      { env, cwd, timeout, maxBuffer: COMMAND_MAX_BUFFER },
+      (error, stdout, stderr) => {
+        if (error && typeof error.code !== 'number') reject(error);
+        else resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
 /**
  * Runs glance against the server at url, sending token (any will do for a server in noauth
  * mode). Standard input is closed rather than empty: glanceclient treats a non-terminal stdin
@@ -205,17 +240,10 @@ export function runGlance(
     ...['--os-image-api-version', '2'],
     ...args,
   ];
-  return new Promise((resolve, reject) => {
-    execFile(
-      '/bin/sh',
-      ['-c', 'exec "$@" <&-', 'sh', glancePath, ...argv],
-      // OS_* variables (OS_CLOUD, OS_AUTH_URL, ...) would point glance elsewhere.
-      { env: withoutPrefix(process.env, 'OS_'), timeout: GLANCE_TIMEOUT_MS },
-      (error, stdout, stderr) => {
-        if (error && typeof error.code !== 'number') reject(error);
-        else resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
-      },
-    );
+  // OS_* variables (OS_CLOUD, OS_AUTH_URL, ...) would point glance elsewhere.
+  return runCommand(glancePath, argv, {
+    env: withoutPrefix(process.env, 'OS_'),
+    timeoutMs: GLANCE_TIMEOUT_MS,
   });
 }
 

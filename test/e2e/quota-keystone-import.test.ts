@@ -18,26 +18,23 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { LightMyRequestResponse } from 'fastify';
 
 import { json, startTestApp, type TestApp } from '../support/app.js';
 import { testDatabases } from '../support/databases.js';
+import { assertImportBookkeeping } from '../support/imports.js';
 import {
   getToken,
   keystoneAppOptions,
   keystoneProblem,
-  projectId,
   type KeystoneToken,
 } from '../support/keystone.js';
 import {
   ADMIN_PASSWORD,
-  ALPHA_LIMITS,
-  ensureProjectLimits,
-  ensureRegisteredLimits,
-  imageServiceId,
-  REGISTERED_LIMITS,
-  type Resource,
+  ensureAlphaLimits,
+  ensureDefaultLimits,
+  overLimitMessage,
 } from '../support/keystone-limits.js';
+import { expectStatus, newRawImage, sendAs } from '../support/token-requests.js';
 import { startWebServer, type WebServer } from '../support/web-server.js';
 
 type Image = Record<string, unknown> & { id: string; status: string };
@@ -50,14 +47,6 @@ const SOURCE = '/source.raw';
 const problem = await keystoneProblem();
 const databases = await testDatabases();
 
-/** The task message of a refusal: the limit's message, as the API's 413 gives it. */
-function refusal(project: string, resource: Resource, usage: number, delta: number): string {
-  return (
-    `Project ${project} is over a limit for [Resource ${resource} is over limit of ` +
-    `${ALPHA_LIMITS[resource]} due to current usage ${usage} and delta ${delta}]`
-  );
-}
-
 describe('Keystone unified limits in the import flow', { skip: problem ?? false }, () => {
   let alphaId = '';
   let alpha: KeystoneToken;
@@ -66,10 +55,7 @@ describe('Keystone unified limits in the import flow', { skip: problem ?? false 
   let web: WebServer;
 
   before(async () => {
-    const service = await imageServiceId();
-    alphaId = await projectId('alpha');
-    await ensureRegisteredLimits(service, REGISTERED_LIMITS);
-    await ensureProjectLimits(service, alphaId, ALPHA_LIMITS);
+    alphaId = await ensureAlphaLimits(await ensureDefaultLimits());
     alpha = await getToken('alpha-member', 'alpha');
     alphaAdmin = await getToken('alpha-admin', 'alpha');
     admin = await getToken('admin', 'admin', ADMIN_PASSWORD);
@@ -99,54 +85,37 @@ describe('Keystone unified limits in the import flow', { skip: problem ?? false 
       });
       afterEach(() => t?.close());
 
-      function send(
-        token: KeystoneToken,
-        method: 'GET' | 'POST' | 'PUT',
-        url: string,
-        payload?: Buffer | object,
-      ): Promise<LightMyRequestResponse> {
-        const data = Buffer.isBuffer(payload);
-        const headers: Record<string, string> = {
-          'x-auth-token': token.token,
-          accept: 'application/json',
-        };
-        if (payload)
-          headers['content-type'] = data ? 'application/octet-stream' : 'application/json';
-        const body = data || payload === undefined ? payload : JSON.stringify(payload);
-        return t.request({ method, url, headers, payload: body });
-      }
-
-      async function ok(response: Promise<LightMyRequestResponse>, status: number) {
-        const answer = await response;
-        assert.equal(answer.statusCode, status, answer.body);
-        return answer;
-      }
-
-      async function newImage(): Promise<string> {
-        const raw = { disk_format: 'raw', container_format: 'bare' };
-        return json<Image>(await ok(send(alpha, 'POST', '/v2/images', raw), 201)).id;
-      }
+      const newImage = () => newRawImage(t, alpha);
 
       /** A new image of alpha's holding `size` bytes, stored or staged by `by`. */
       async function imageWith(size: number, target: 'file' | 'stage', by = alpha) {
         const id = await newImage();
-        await ok(send(by, 'PUT', `/v2/images/${id}/${target}`, Buffer.alloc(size, 1)), 204);
+        await expectStatus(
+          sendAs(t, by, 'PUT', `/v2/images/${id}/${target}`, Buffer.alloc(size, 1)),
+          204,
+        );
         return id;
       }
 
       async function startImport(id: string, method: object, by = alpha, stores?: string[]) {
-        await ok(send(by, 'POST', `/v2/images/${id}/import`, { method, stores }), 202);
+        await expectStatus(
+          sendAs(t, by, 'POST', `/v2/images/${id}/import`, { method, stores }),
+          202,
+        );
       }
 
       async function showImage(id: string): Promise<Image> {
-        return json<Image>(await ok(send(alpha, 'GET', `/v2/images/${id}`), 200));
+        return json<Image>(await expectStatus(sendAs(t, alpha, 'GET', `/v2/images/${id}`), 200));
       }
 
       /** The image's import task once it has finished. */
       async function finishedTask(id: string): Promise<Task> {
         const deadline = Date.now() + TASK_TIMEOUT_MS;
         for (;;) {
-          const answer = await ok(send(admin, 'GET', `/v2/images/${id}/tasks`), 200);
+          const answer = await expectStatus(
+            sendAs(t, admin, 'GET', `/v2/images/${id}/tasks`),
+            200,
+          );
           const task = json<{ tasks: Task[] }>(answer).tasks[0];
           if (task && (task.status === 'success' || task.status === 'failure')) return task;
           if (Date.now() > deadline) assert.fail(`the import of ${id} did not finish`);
@@ -175,9 +144,7 @@ describe('Keystone unified limits in the import flow', { skip: problem ?? false 
         assert.equal(task.message, message);
         const image = await showImage(id);
         assert.equal(image.status, before);
-        assert.equal(image.os_glance_import_task, undefined, 'the import lock is still held');
-        assert.equal(image.os_glance_importing_to_stores, '');
-        assert.equal(image.os_glance_failed_import, '');
+        assertImportBookkeeping(image);
         assert.equal(image.stores, before === 'active' ? 'cheap' : undefined);
         assert.deepEqual(await staged(id), []);
       }
@@ -190,7 +157,7 @@ describe('Keystone unified limits in the import flow', { skip: problem ?? false 
 
         const id = await newImage();
         await startImport(id, { name: 'web-download', uri: web.url(SOURCE) });
-        await assertRefused(id, refusal(alphaId, 'image_stage_total', 2, 0));
+        await assertRefused(id, overLimitMessage(alphaId, 'image_stage_total', 2, 0));
         assert.equal(web.requests.length, requestsBefore, 'the source was read');
         assert.equal((await showImage(stagedByAdmin)).status, 'uploading');
         assert.equal((await staged(stagedByAdmin)).length, 1);
@@ -201,7 +168,7 @@ describe('Keystone unified limits in the import flow', { skip: problem ?? false 
 
         const id = await newImage();
         await startImport(id, { name: 'web-download', uri: web.url(SOURCE) });
-        await assertRefused(id, refusal(alphaId, 'image_count_uploading', 2, 0));
+        await assertRefused(id, overLimitMessage(alphaId, 'image_count_uploading', 2, 0));
         assert.equal((await showImage(stagedImage)).status, 'uploading');
       });
 
@@ -211,7 +178,7 @@ describe('Keystone unified limits in the import flow', { skip: problem ?? false 
         const id = await imageWith(MiB, 'stage');
 
         await startImport(id, { name: 'glance-direct' });
-        await assertRefused(id, refusal(alphaId, 'image_size_total', 2, 1));
+        await assertRefused(id, overLimitMessage(alphaId, 'image_size_total', 2, 1));
       });
 
       it('fails a copy-image whose staged copy would pass image_stage_total', async () => {
@@ -220,7 +187,7 @@ describe('Keystone unified limits in the import flow', { skip: problem ?? false 
         const id = await imageWith(MiB, 'file');
         // copy-image is for admins; alpha's own admin, so that alpha's limits apply.
         await startImport(id, { name: 'copy-image' }, alphaAdmin, ['fast']);
-        await assertRefused(id, refusal(alphaId, 'image_stage_total', 1, 1), 'active');
+        await assertRefused(id, overLimitMessage(alphaId, 'image_stage_total', 1, 1), 'active');
       });
 
       it('checks the project of the caller, not of the image, as upstream', async () => {

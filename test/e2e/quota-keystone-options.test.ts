@@ -22,17 +22,16 @@ import {
   getToken,
   keystoneAppOptions,
   keystoneProblem,
-  projectId,
   type KeystoneToken,
 } from '../support/keystone.js';
 import {
-  ALPHA_LIMITS,
+  ensureAlphaLimits,
+  ensureDefaultLimits,
   ensureOwnProject,
   ensureProjectLimits,
-  ensureRegisteredLimits,
-  imageServiceId,
-  REGISTERED_LIMITS,
+  overLimitMessage,
 } from '../support/keystone-limits.js';
+import { RAW_BARE, expectStatus, newRawImage, sendAs } from '../support/token-requests.js';
 
 type Image = Record<string, unknown> & { id: string; status: string };
 
@@ -47,40 +46,13 @@ const problem = await keystoneProblem();
 const [sqlite] = await testDatabases();
 assert.ok(sqlite?.name === 'sqlite', 'SQLite comes first among the test databases');
 
-function send(
-  t: TestApp,
-  token: KeystoneToken,
-  method: 'GET' | 'POST' | 'PUT',
-  url: string,
-  payload?: Buffer | object,
-): Promise<LightMyRequestResponse> {
-  const data = Buffer.isBuffer(payload);
-  const headers: Record<string, string> = {
-    'x-auth-token': token.token,
-    accept: 'application/json',
-  };
-  if (payload) headers['content-type'] = data ? 'application/octet-stream' : 'application/json';
-  const body = data || payload === undefined ? payload : JSON.stringify(payload);
-  return t.request({ method, url, headers, payload: body });
-}
-
-async function ok(response: Promise<LightMyRequestResponse>, status: number) {
-  const answer = await response;
-  assert.equal(answer.statusCode, status, answer.body);
-  return answer;
-}
-
-const RAW = { disk_format: 'raw', container_format: 'bare' };
-
-async function newImage(t: TestApp, token: KeystoneToken): Promise<string> {
-  return json<Image>(await ok(send(t, token, 'POST', '/v2/images', RAW), 201)).id;
-}
-
 /** The image once its status is `status`; fails after TASK_TIMEOUT_MS. */
 async function imageWhen(t: TestApp, token: KeystoneToken, id: string, status: string) {
   const deadline = Date.now() + TASK_TIMEOUT_MS;
   for (;;) {
-    const image = json<Image>(await ok(send(t, token, 'GET', `/v2/images/${id}`), 200));
+    const image = json<Image>(
+      await expectStatus(sendAs(t, token, 'GET', `/v2/images/${id}`), 200),
+    );
     if (image.status === status) return image;
     if (Date.now() > deadline) assert.fail(`${id} never got ${status}: ${JSON.stringify(image)}`);
     await sleep(25);
@@ -95,8 +67,7 @@ describe('options around Keystone unified limits', { skip: problem ?? false }, (
   let service = '';
 
   before(async () => {
-    service = await imageServiceId();
-    await ensureRegisteredLimits(service, REGISTERED_LIMITS);
+    service = await ensureDefaultLimits();
   });
 
   describe('user_storage_quota with use_keystone_limits', () => {
@@ -105,8 +76,7 @@ describe('options around Keystone unified limits', { skip: problem ?? false }, (
     let alphaId = '';
 
     before(async () => {
-      alphaId = await projectId('alpha');
-      await ensureProjectLimits(service, alphaId, ALPHA_LIMITS);
+      alphaId = await ensureAlphaLimits(service);
       alpha = await getToken('alpha-member', 'alpha');
       // A storage quota far below alpha's image_size_total of 2 MiB.
       const options = { use_keystone_limits: true, user_storage_quota: '1KB' };
@@ -115,29 +85,29 @@ describe('options around Keystone unified limits', { skip: problem ?? false }, (
     after(() => t?.close());
 
     it('is ignored by uploads and imports; image_size_total applies instead', async () => {
-      const uploaded = await newImage(t, alpha);
+      const uploaded = await newRawImage(t, alpha);
       const data = Buffer.alloc(MiB, 1);
-      await ok(send(t, alpha, 'PUT', `/v2/images/${uploaded}/file`, data), 204);
+      await expectStatus(sendAs(t, alpha, 'PUT', `/v2/images/${uploaded}/file`, data), 204);
 
-      const imported = await newImage(t, alpha);
-      await ok(send(t, alpha, 'PUT', `/v2/images/${imported}/stage`, data), 204);
+      const imported = await newRawImage(t, alpha);
+      await expectStatus(sendAs(t, alpha, 'PUT', `/v2/images/${imported}/stage`, data), 204);
       const method = { name: 'glance-direct' };
-      await ok(send(t, alpha, 'POST', `/v2/images/${imported}/import`, { method }), 202);
+      await expectStatus(
+        sendAs(t, alpha, 'POST', `/v2/images/${imported}/import`, { method }),
+        202,
+      );
       await imageWhen(t, alpha, imported, 'active');
 
-      const refused = await send(
+      const refused = await sendAs(
         t,
         alpha,
         'PUT',
-        `/v2/images/${await newImage(t, alpha)}/file`,
+        `/v2/images/${await newRawImage(t, alpha)}/file`,
         data,
       );
       assert.equal(refused.statusCode, 413, refused.body);
       assert.ok(
-        errorMessage(refused).includes(
-          `Project ${alphaId} is over a limit for [Resource image_size_total is over limit ` +
-            'of 2 due to current usage 2 and delta 1]',
-        ),
+        errorMessage(refused).includes(overLimitMessage(alphaId, 'image_size_total', 2, 1)),
         refused.body,
       );
     });
@@ -157,27 +127,27 @@ describe('options around Keystone unified limits', { skip: problem ?? false }, (
     });
     after(() => t?.close());
 
-    const create = () => send(t, member, 'POST', '/v2/images', RAW);
+    const create = () => sendAs(t, member, 'POST', '/v2/images', RAW_BARE);
 
     it('applies a limit changed in Keystone once the cached one expires', async (context) => {
       const cachedAt = Date.now();
-      await ok(create(), 201);
-      await ok(create(), 413);
+      await expectStatus(create(), 201);
+      await expectStatus(create(), 413);
 
       await ensureProjectLimits(service, project, { image_count_total: 2 });
       const changedAt = Date.now();
       // The limit read before the change is still used while it is young enough; a slow
       // Keystone can make this step too late to tell, and then it says so and goes on.
       if (Date.now() - cachedAt < CACHE_SECONDS * 1000 - 200) {
-        await ok(create(), 413);
+        await expectStatus(create(), 413);
       } else {
         context.diagnostic('the change took longer than the cache lifetime; not checked');
       }
 
       await sleep(changedAt + CACHE_SECONDS * 1000 + 100 - Date.now());
-      await ok(create(), 201);
+      await expectStatus(create(), 201);
       const usage = json<{ usage: Record<string, { usage: number; limit: number }> }>(
-        await ok(send(t, member, 'GET', '/v2/info/usage'), 200),
+        await expectStatus(sendAs(t, member, 'GET', '/v2/info/usage'), 200),
       ).usage;
       assert.deepEqual(usage.image_count_total, { usage: 2, limit: 2 });
     });

@@ -29,17 +29,15 @@ import {
   keystoneProblem,
   keystoneServerEnv,
   passwordLoginEnv,
-  projectId,
   type KeystoneToken,
   keystoneAppOptions,
 } from '../support/keystone.js';
 import {
   ADMIN_PASSWORD,
   ALPHA_LIMITS as ALPHA,
-  ensureProjectLimits,
-  ensureRegisteredLimits,
-  imageServiceId,
-  REGISTERED_LIMITS,
+  ensureAlphaLimits,
+  ensureDefaultLimits,
+  overLimitMessage,
   type Resource,
 } from '../support/keystone-limits.js';
 import {
@@ -140,9 +138,7 @@ function assertOverLimit(
 ): void {
   assert.equal(response.statusCode, 413, response.body);
   const message = json<{ message: string }>(response).message;
-  const expected =
-    `Project ${project} is over a limit for [Resource ${resource} is over limit of ` +
-    `${ALPHA[resource]} due to current usage ${usage} and delta ${delta}]`;
+  const expected = overLimitMessage(project, resource, usage, delta);
   assert.ok(message.includes(expected), `${message}\ndoes not include\n${expected}`);
 }
 
@@ -164,10 +160,7 @@ describe('Keystone unified limits', { skip: problem ?? false }, () => {
   let admin: KeystoneToken;
 
   before(async () => {
-    const service = await imageServiceId();
-    alphaId = await projectId('alpha');
-    await ensureRegisteredLimits(service, REGISTERED_LIMITS);
-    await ensureProjectLimits(service, alphaId, ALPHA);
+    alphaId = await ensureAlphaLimits(await ensureDefaultLimits());
     alpha = await getToken('alpha-member', 'alpha');
     admin = await getToken('admin', 'admin', ADMIN_PASSWORD);
   });

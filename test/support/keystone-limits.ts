@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 
-import { KEYSTONE_URL, USER_PASSWORD } from './keystone.js';
+import { KEYSTONE_URL, USER_PASSWORD, projectId } from './keystone.js';
 
 export type Resource =
   'image_size_total' | 'image_stage_total' | 'image_count_total' | 'image_count_uploading';
@@ -184,4 +184,32 @@ export async function ensureOwnProject(name: string): Promise<string> {
   assert.ok(role, 'Keystone has no member role');
   await keystone('PUT', `/projects/${project}/users/${user}/roles/${role}`);
   return project;
+}
+
+/** Sets the registered limits every project gets by default; the image service's id. */
+export async function ensureDefaultLimits(): Promise<string> {
+  const service = await imageServiceId();
+  await ensureRegisteredLimits(service, REGISTERED_LIMITS);
+  return service;
+}
+
+/** Gives alpha its own limits, ALPHA_LIMITS, on service; alpha's id. */
+export async function ensureAlphaLimits(service: string): Promise<string> {
+  const alphaId = await projectId('alpha');
+  await ensureProjectLimits(service, alphaId, ALPHA_LIMITS);
+  return alphaId;
+}
+
+/** What Glimpse says, as upstream words it, when a request takes project past a limit. */
+export function overLimitMessage(
+  project: string,
+  resource: Resource,
+  usage: number,
+  delta: number,
+  limit: number = ALPHA_LIMITS[resource],
+): string {
+  return (
+    `Project ${project} is over a limit for [Resource ${resource} is over limit of ` +
+    `${limit} due to current usage ${usage} and delta ${delta}]`
+  );
 }

@@ -8,9 +8,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -32,6 +29,7 @@ import {
   type ImageView as Image,
 } from '../support/imports.js';
 import { freePort } from '../support/server-process.js';
+import { RouteServer } from '../support/web-server.js';
 
 type Headers = Record<string, string>;
 
@@ -80,8 +78,6 @@ const sha512 = (data: Buffer) => createHash('sha512').update(data).digest('hex')
 // ---------------------------------------------------------------------------------------------
 // The web-download source
 
-type Route = (request: IncomingMessage, response: ServerResponse) => void;
-
 /** A source that sends half its body, then waits until the test releases it. */
 interface Stall {
   /** Settles once the first half has been handed to the connection. */
@@ -89,100 +85,58 @@ interface Stall {
   release(): void;
 }
 
-/** A node:http server on 127.0.0.1 serving test bodies by path, counting the requests. */
-class Source {
-  readonly #routes = new Map<string, Route>();
-  readonly #hits = new Map<string, number>();
+/** A web-download source serving test bodies by path, counting the requests. */
+class Source extends RouteServer {
   readonly #stalls: Array<() => void> = [];
-
-  private constructor(
-    private readonly server: http.Server,
-    readonly port: number,
-  ) {}
-
-  static async start(): Promise<Source> {
-    const server = http.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', resolve);
-    });
-    const source = new Source(server, (server.address() as AddressInfo).port);
-    server.on('request', (request: IncomingMessage, response: ServerResponse) =>
-      source.handle(request, response),
-    );
-    return source;
-  }
-
-  handle(request: IncomingMessage, response: ServerResponse): void {
-    const path = request.url ?? '';
-    this.#hits.set(path, (this.#hits.get(path) ?? 0) + 1);
-    const route = this.#routes.get(path);
-    if (route) route(request, response);
-    else response.writeHead(404).end('no such test body');
-  }
-
-  url(path: string): string {
-    return `http://127.0.0.1:${this.port}${path}`;
-  }
-
-  hits(path: string): number {
-    return this.#hits.get(path) ?? 0;
-  }
 
   /** The body with its Content-Length. */
   withLength(path: string, data: Buffer): string {
-    this.#routes.set(path, (_request, response) => {
+    return this.route(path, (_request, response) => {
       response.writeHead(200, {
         'content-type': 'application/octet-stream',
         'content-length': String(data.length),
       });
       response.end(data);
     });
-    return this.url(path);
   }
 
   /** The body in chunked transfer encoding, in pieces of 64 KiB. */
   chunked(path: string, data: Buffer): string {
-    this.#routes.set(path, (_request, response) => {
+    return this.route(path, (_request, response) => {
       response.writeHead(200, { 'content-type': 'application/octet-stream' });
       for (let at = 0; at < data.length; at += 64 * 1024) {
         response.write(data.subarray(at, at + 64 * 1024));
       }
       response.end();
     });
-    return this.url(path);
   }
 
   /** Announces `declared` bytes, sends `data` (fewer) and closes the connection. */
   short(path: string, data: Buffer, declared: number): string {
-    this.#routes.set(path, (_request, response) => {
+    return this.route(path, (_request, response) => {
       response.writeHead(200, { 'content-length': String(declared) });
       response.write(data, () => response.destroy());
     });
-    return this.url(path);
   }
 
   /** Announces `declared` bytes and sends all of `data` (more), as one write. */
   long(path: string, data: Buffer, declared: number): string {
-    this.#routes.set(path, (_request, response) => {
+    return this.route(path, (_request, response) => {
       response.writeHead(200, { 'content-length': String(declared) });
       response.end(data);
     });
-    return this.url(path);
   }
 
   redirect(path: string, location: string): string {
-    this.#routes.set(path, (_request, response) => {
+    return this.route(path, (_request, response) => {
       response.writeHead(302, { location }).end();
     });
-    return this.url(path);
   }
 
   status(path: string, code: number): string {
-    this.#routes.set(path, (_request, response) => {
+    return this.route(path, (_request, response) => {
       response.writeHead(code, { 'content-type': 'text/plain' }).end(`answered ${code}`);
     });
-    return this.url(path);
   }
 
   /** The body with its Content-Length, of which the second half waits for release(). */
@@ -193,18 +147,17 @@ class Source {
     const released = new Promise<void>((resolve) => (release = resolve));
     this.#stalls.push(release);
     const half = Math.floor(data.length / 2);
-    this.#routes.set(path, (_request, response) => {
+    const uri = this.route(path, (_request, response) => {
       response.writeHead(200, { 'content-length': String(data.length) });
       response.write(data.subarray(0, half), () => started());
       void released.then(() => response.end(data.subarray(half)));
     });
-    return { uri: this.url(path), started: startedPromise, release };
+    return { uri, started: startedPromise, release };
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     for (const release of this.#stalls) release();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await super.close();
   }
 }
 
@@ -419,7 +372,7 @@ for (const database of await testDatabases()) {
     let t: TestApp;
 
     before(async () => {
-      source = await Source.start();
+      source = await new Source().listen();
       closedPort = await freePort();
       t = await startImportApp(database, source, closedPort);
     });
@@ -1064,7 +1017,7 @@ for (const database of await testDatabases()) {
     let t: TestApp;
 
     before(async () => {
-      source = await Source.start();
+      source = await new Source().listen();
       t = await startImportApp(database, source, await freePort(), {
         task_time_to_live: HOURS_TO_LIVE,
       });
@@ -1162,7 +1115,7 @@ for (const database of await testDatabases()) {
     const ids: string[] = [];
 
     before(async () => {
-      source = await Source.start();
+      source = await new Source().listen();
       t = await startImportApp(database, source, await freePort());
       for (const n of [1, 2, 3]) {
         const { id } = await createImage(t);

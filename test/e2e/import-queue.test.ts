@@ -8,9 +8,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import http from 'node:http';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
@@ -32,6 +29,7 @@ import {
 import type { ImageBody, Site } from '../support/process-site.js';
 import { killServer } from '../support/server-process.js';
 import type { ServerProcess } from '../support/server-process.js';
+import { RouteServer } from '../support/web-server.js';
 
 const MiB = 1024 * 1024;
 /** The body of an interrupted import, and what is sent of it before the source holds. */
@@ -56,50 +54,19 @@ const sha512 = (data: Buffer) => digest('sha512', data);
 // ---------------------------------------------------------------------------------------------
 // The web-download source
 
-/** How a path answers its nth request (n from 1). */
-type Route = (response: ServerResponse, hit: number) => void;
-
-class Source {
-  readonly #routes = new Map<string, Route>();
-  readonly #hits = new Map<string, number>();
-
-  private constructor(
-    private readonly server: http.Server,
-    readonly port: number,
-  ) {}
-
+/** A web-download source whose importers a test kills midway. */
+class Source extends RouteServer {
   static async start(t: TestContext): Promise<Source> {
-    const server = http.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', resolve);
-    });
-    const source = new Source(server, (server.address() as AddressInfo).port);
-    server.on('request', (request: IncomingMessage, response: ServerResponse) =>
-      source.#handle(request, response),
-    );
+    const source = await new Source().listen();
     t.after(() => source.close());
     return source;
   }
 
-  #handle(request: IncomingMessage, response: ServerResponse): void {
-    const path = request.url ?? '';
-    const hit = (this.#hits.get(path) ?? 0) + 1;
-    this.#hits.set(path, hit);
-    // A killed importer resets the connection; that is expected here.
-    response.on('error', () => undefined);
-    const route = this.#routes.get(path);
-    if (route) route(response, hit);
-    else response.writeHead(404).end();
-  }
-
-  hits(path: string): number {
-    return this.#hits.get(path) ?? 0;
-  }
-
   /** Serves data, after delayMs, to requests later than the first `stalled` ones. */
   serve(path: string, data: Buffer, options: { stalled?: number; delayMs?: number } = {}) {
-    this.#routes.set(path, (response, hit) => {
+    return this.route(path, (_request, response, hit) => {
+      // A killed importer resets the connection; that is expected here.
+      response.on('error', () => undefined);
       response.writeHead(200, { 'content-length': String(data.length) });
       // A stalled request gets the first part, then nothing: its importer is to be killed.
       if (hit <= (options.stalled ?? 0)) {
@@ -109,12 +76,6 @@ class Source {
       const delay = options.delayMs ?? 0;
       setTimeout(() => response.end(data), delay).unref();
     });
-    return `http://127.0.0.1:${this.port}${path}`;
-  }
-
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
 

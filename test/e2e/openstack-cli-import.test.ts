@@ -21,8 +21,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -42,6 +40,7 @@ import {
   type CommandResult,
   type ServerProcess,
 } from '../support/server-process.js';
+import { RouteServer } from '../support/web-server.js';
 const COMMAND_TIMEOUT_MS = 60_000;
 /** Until an import has finished. */
 const IMPORT_TIMEOUT_MS = 30_000;
@@ -99,32 +98,15 @@ describe(
   { skip: noClient && OPENSTACK_MISSING },
   () => {
     let server: ServerProcess | undefined;
-    let sourceServer: http.Server | undefined;
-    let sourcePort = 0;
+    const source = new RouteServer();
     let dir = '';
-    const served = new Map<string, Buffer>();
-    const hits = new Map<string, number>();
 
     before(async () => {
-      sourceServer = http.createServer((request, response) => {
-        const path = request.url ?? '';
-        hits.set(path, (hits.get(path) ?? 0) + 1);
-        const data = served.get(path);
-        if (!data) {
-          response.writeHead(404).end();
-          return;
-        }
-        response.writeHead(200, { 'content-length': String(data.length) }).end(data);
-      });
-      await new Promise<void>((resolve, reject) => {
-        sourceServer?.once('error', reject);
-        sourceServer?.listen(0, '127.0.0.1', resolve);
-      });
-      sourcePort = (sourceServer.address() as AddressInfo).port;
+      await source.listen();
       server = await startServer({
         env: {
           GLIMPSE_ALLOWED_HOSTS: '127.0.0.1',
-          GLIMPSE_ALLOWED_PORTS: `80,443,${sourcePort}`,
+          GLIMPSE_ALLOWED_PORTS: `80,443,${source.port}`,
         },
       });
       dir = await mkdtemp(join(tmpdir(), 'glimpse-cli-import-'));
@@ -132,10 +114,7 @@ describe(
 
     after(async () => {
       if (server) await stopServer(server);
-      sourceServer?.closeAllConnections();
-      await new Promise<void>((resolve) =>
-        sourceServer ? sourceServer.close(() => resolve()) : resolve(),
-      );
+      await source.close();
       if (dir) await rm(dir, { recursive: true, force: true });
     });
 
@@ -158,8 +137,9 @@ describe(
 
     /** A web-download source body; its URI. */
     function serve(path: string, data: Buffer): string {
-      served.set(path, data);
-      return `http://127.0.0.1:${sourcePort}${path}`;
+      return source.route(path, (_request, response) => {
+        response.writeHead(200, { 'content-length': String(data.length) }).end(data);
+      });
     }
 
     async function tasksOf(id: string): Promise<TaskRow[]> {
@@ -271,7 +251,7 @@ describe(
           await openstack(['image', 'import', '--method', 'web-download', '--uri', uri, id]);
           await assertActive(id, data);
           await assertImportedWith(id, 'web-download', uri);
-          assert.equal(hits.get('/openstack-web.raw'), 1);
+          assert.equal(source.hits('/openstack-web.raw'), 1);
         },
       );
     });
@@ -333,7 +313,7 @@ describe(
         assert.match(id, /^[0-9a-f-]{36}$/);
         await assertActive(id, data);
         await assertImportedWith(id, 'web-download', uri);
-        assert.equal(hits.get('/glance-web.raw'), 1);
+        assert.equal(source.hits('/glance-web.raw'), 1);
       });
 
       it('stages with image-stage and imports with image-import glance-direct', async () => {

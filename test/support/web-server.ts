@@ -1,8 +1,10 @@
 /**
- * A small web server on 127.0.0.1 holding files in memory, for the http store: GET and HEAD,
- * single byte ranges (206, or 416 past the end), 404 for anything it does not hold.
+ * Small web servers on 127.0.0.1: one holding files in memory, for the http store (GET and
+ * HEAD, single byte ranges: 206, or 416 past the end; 404 for anything it does not hold), and
+ * one whose paths each answer as a test sets them up, for web-download sources.
  */
 import http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface WebServer {
@@ -54,4 +56,57 @@ export async function startWebServer(): Promise<WebServer> {
         server.close(() => resolve());
       }),
   };
+}
+
+/** How a path answers a request; hit counts the requests of that path, from 1. */
+export type Route = (request: IncomingMessage, response: ServerResponse, hit: number) => void;
+
+/** A server answering each path with the route set for it, counting the requests of each. */
+export class RouteServer {
+  readonly #routes = new Map<string, Route>();
+  readonly #hits = new Map<string, number>();
+  readonly #server = http.createServer((request, response) => this.#handle(request, response));
+  #port = 0;
+
+  /** Listens on a free port; the server itself. */
+  async listen(): Promise<this> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(0, '127.0.0.1', resolve);
+    });
+    this.#port = (this.#server.address() as AddressInfo).port;
+    return this;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  url(path: string): string {
+    return `http://127.0.0.1:${this.#port}${path}`;
+  }
+
+  hits(path: string): number {
+    return this.#hits.get(path) ?? 0;
+  }
+
+  /** Answers the requests of path with route; the path's URL. */
+  route(path: string, route: Route): string {
+    this.#routes.set(path, route);
+    return this.url(path);
+  }
+
+  async close(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #handle(request: IncomingMessage, response: ServerResponse): void {
+    const path = request.url ?? '';
+    const hit = this.hits(path) + 1;
+    this.#hits.set(path, hit);
+    const route = this.#routes.get(path);
+    if (route) route(request, response, hit);
+    else response.writeHead(404).end('no such test body');
+  }
 }

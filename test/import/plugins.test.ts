@@ -4,7 +4,7 @@
  * are built here byte by byte so that no test depends on a zip tool.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { copyFile, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,21 +26,9 @@ import {
   defaultPluginSettings,
   removePluginLeftovers,
 } from '../../src/import/plugins/index.js';
+import { hasQemu, qemuTest } from '../support/images.js';
 
 const MiB = 1024 * 1024;
-const QEMU_MISSING = 'qemu-img (Debian qemu-utils) is missing';
-const hasQemu = spawnSync('qemu-img', ['--version']).status === 0;
-
-/** A test that needs qemu-img: skipped without it, except on CI where it must fail instead. */
-function qemuTest(name: string, fn: () => Promise<void>): void {
-  if (hasQemu) {
-    test(name, fn);
-  } else if (process.env.CI === 'true') {
-    test(name, () => assert.fail(`${QEMU_MISSING}; it is required when CI=true`));
-  } else {
-    test(name, { skip: QEMU_MISSING }, () => {});
-  }
-}
 
 function qemuImg(...args: string[]): string {
   return execFileSync('qemu-img', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

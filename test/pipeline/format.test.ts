@@ -4,7 +4,6 @@
  * straddle chunk boundaries.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,35 +11,10 @@ import { after, before, describe, test } from 'node:test';
 
 import type { FormatVerdict } from '../../src/pipeline/format/index.js';
 import { createFormatInspector } from '../../src/pipeline/format/index.js';
+import { hasQemu, qemuImg, qemuTest, qemuVirtualSize } from '../support/images.js';
 
 const MiB = 1024 * 1024;
 const ODD_CHUNK = 4093;
-const QEMU_MISSING = 'qemu-img (Debian qemu-utils) is missing';
-
-const hasQemu = spawnSync('qemu-img', ['--version']).status === 0;
-
-/** A test that needs qemu-img: skipped without it, except on CI where it must fail instead. */
-function qemuTest(name: string, fn: () => void): void {
-  if (hasQemu) {
-    test(name, fn);
-  } else if (process.env.CI === 'true') {
-    test(name, () => assert.fail(`${QEMU_MISSING}; it is required when CI=true`));
-  } else {
-    test(name, { skip: QEMU_MISSING }, () => {});
-  }
-}
-
-function qemuImg(...args: string[]): void {
-  execFileSync('qemu-img', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function qemuVirtualSize(path: string, format?: string): number {
-  const args = ['info', '--output=json', ...(format ? ['-f', format] : []), path];
-  const info = JSON.parse(execFileSync('qemu-img', args, { encoding: 'utf8' })) as {
-    'virtual-size': number;
-  };
-  return info['virtual-size'];
-}
 
 interface InspectOptions {
   chunk?: number;

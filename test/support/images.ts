@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { test } from 'node:test';
 
 const MiB = 1024 * 1024;
 
@@ -18,6 +19,17 @@ export const hasQemu = spawnSync('qemu-img', ['--version']).status === 0;
 export function qemuSkip(): string | false {
   if (hasQemu || process.env.CI === 'true') return false;
   return QEMU_MISSING;
+}
+
+/** A test that needs qemu-img: skipped without it, except under CI, where it fails instead. */
+export function qemuTest(name: string, fn: () => void | Promise<void>): void {
+  if (hasQemu) {
+    test(name, fn);
+  } else if (process.env.CI === 'true') {
+    test(name, () => assert.fail(`${QEMU_MISSING}; it is required when CI=true`));
+  } else {
+    test(name, { skip: QEMU_MISSING }, () => {});
+  }
 }
 
 export function qemuImg(...args: string[]): void {

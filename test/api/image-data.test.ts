@@ -582,6 +582,15 @@ for (const database of await testDatabases()) {
       });
       after(() => capped?.close());
 
+      /** The 413 an upload still sending gets at the cap; the image is left without data. */
+      async function assertRefusedTooLarge(upload: OpenUpload, id: string): Promise<void> {
+        const result = await upload.answer();
+        upload.destroy();
+        assert.equal(result.status, 413, JSON.stringify(result));
+        assert.match(text(result), /The incoming image is too large/);
+        await capped.assertQueuedWithoutData(id);
+      }
+
       it('accepts an image of exactly the cap', async () => {
         const data = randomBytes(cap);
         const image = await capped.create(RAW_BARE);
@@ -597,11 +606,7 @@ for (const database of await testDatabases()) {
         assert.equal(upload.answered, false, 'answered before the cap was reached');
         await upload.send(randomBytes(KiB));
 
-        const result = await upload.answer();
-        upload.destroy();
-        assert.equal(result.status, 413, JSON.stringify(result));
-        assert.match(text(result), /The incoming image is too large/);
-        await capped.assertQueuedWithoutData(image.id);
+        await assertRefusedTooLarge(upload, image.id);
       });
 
       it('refuses a Content-Length above the cap with 413', async () => {
@@ -609,11 +614,7 @@ for (const database of await testDatabases()) {
         const upload = capped.openUpload(image.id, { 'content-length': String(cap + 1) });
         await upload.send(randomBytes(KiB));
 
-        const result = await upload.answer();
-        upload.destroy();
-        assert.equal(result.status, 413, JSON.stringify(result));
-        assert.match(text(result), /The incoming image is too large/);
-        await capped.assertQueuedWithoutData(image.id);
+        await assertRefusedTooLarge(upload, image.id);
       });
 
       it('refuses an x-openstack-image-size above the cap with 413', async () => {

@@ -872,15 +872,23 @@ for (const database of await testDatabases()) {
         }
       });
 
-      it('answers 409 for a held lock before it looks at the URI', async () => {
-        const stall = source.stall('/blocker-3', randomBytes(10_000));
+      /**
+       * A new image whose web-download of path waits, pending, behind the download of another
+       * image (the blocker) that stalls until released: the one worker is busy with it.
+       */
+      async function importBehindStall(blockerPath: string, path: string) {
+        const stall = source.stall(blockerPath, randomBytes(10_000));
         const blocker = await createImage(one);
+        await accepted(one, blocker.id, webDownload(stall.uri));
+        await stall.started;
+        const { id } = await createImage(one);
+        await accepted(one, id, webDownload(source.withLength(path, randomBytes(100))));
+        return { stall, blocker, id };
+      }
+
+      it('answers 409 for a held lock before it looks at the URI', async () => {
+        const { stall, blocker, id } = await importBehindStall('/blocker-3', '/held');
         try {
-          await accepted(one, blocker.id, webDownload(stall.uri));
-          await stall.started;
-          const { id } = await createImage(one);
-          const body = webDownload(source.withLength('/held', randomBytes(100)));
-          await accepted(one, id, body);
           const [holder] = await imageTasks(one, id);
           assert.equal(holder?.status, 'pending');
 
@@ -918,14 +926,8 @@ for (const database of await testDatabases()) {
       });
 
       it('keeps the lock of a pending task that is recent', async () => {
-        const stall = source.stall('/blocker', randomBytes(10_000));
-        const blocker = await createImage(one);
+        const { stall, blocker, id } = await importBehindStall('/blocker', '/queued-behind');
         try {
-          await accepted(one, blocker.id, webDownload(stall.uri));
-          await stall.started;
-          const { id } = await createImage(one);
-          const body = webDownload(source.withLength('/queued-behind', randomBytes(100)));
-          await accepted(one, id, body);
           const [task] = await imageTasks(one, id);
           // Only a task that no longer exists, or that has not moved for an hour, is stale.
           const response = await startImport(one, id, webDownload(source.url('/second')));
@@ -940,14 +942,8 @@ for (const database of await testDatabases()) {
       });
 
       it('breaks a lock whose task has not moved for over two hours', async () => {
-        const stall = source.stall('/blocker-2', randomBytes(10_000));
-        const blocker = await createImage(one);
+        const { stall, blocker, id } = await importBehindStall('/blocker-2', '/abandoned');
         try {
-          await accepted(one, blocker.id, webDownload(stall.uri));
-          await stall.started;
-          const { id } = await createImage(one);
-          const oldBody = webDownload(source.withLength('/abandoned', randomBytes(100)));
-          await accepted(one, id, oldBody);
           const [old] = await imageTasks(one, id);
           assert.ok(old);
           const longAgo = new Date(Date.now() - 3 * 3_600_000).toISOString();

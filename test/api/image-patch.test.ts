@@ -274,17 +274,14 @@ for (const database of await testDatabases()) {
     });
 
     describe('tags', () => {
-      const tagUrl = (id: string, tag: string) =>
-        `/v2/images/${id}/tags/${encodeURIComponent(tag)}`;
+      /** A PUT or DELETE of a tag of image id, by alice unless headers say otherwise. */
+      const tagRequest = (method: 'PUT' | 'DELETE', id: string, tag: string, headers = ALICE) =>
+        t.request({ method, url: `/v2/images/${id}/tags/${encodeURIComponent(tag)}`, headers });
 
       it('adds tags idempotently and removes them', async () => {
         const image = await newImage();
         for (let round = 0; round < 2; round += 1) {
-          const put = await t.request({
-            method: 'PUT',
-            url: tagUrl(image.id, 'a b/c'),
-            headers: ALICE,
-          });
+          const put = await tagRequest('PUT', image.id, 'a b/c');
           assert.equal(put.statusCode, 204);
         }
         const shown = json<Image>(
@@ -292,57 +289,29 @@ for (const database of await testDatabases()) {
         );
         assert.deepEqual(shown.tags, ['a b/c']);
 
-        const removed = await t.request({
-          method: 'DELETE',
-          url: tagUrl(image.id, 'a b/c'),
-          headers: ALICE,
-        });
+        const removed = await tagRequest('DELETE', image.id, 'a b/c');
         assert.equal(removed.statusCode, 204);
-        const missing = await t.request({
-          method: 'DELETE',
-          url: tagUrl(image.id, 'a b/c'),
-          headers: ALICE,
-        });
+        const missing = await tagRequest('DELETE', image.id, 'a b/c');
         assert.equal(missing.statusCode, 404);
       });
 
       it('enforces the tag quota and length with 413 and 400', async () => {
         const image = await newImage({ tags: ['1', '2'] });
-        const over = await t.request({
-          method: 'PUT',
-          url: tagUrl(image.id, '3'),
-          headers: ALICE,
-        });
+        const over = await tagRequest('PUT', image.id, '3');
         assert.equal(over.statusCode, 413);
-        const existing = await t.request({
-          method: 'PUT',
-          url: tagUrl(image.id, '2'),
-          headers: ALICE,
-        });
+        const existing = await tagRequest('PUT', image.id, '2');
         assert.equal(existing.statusCode, 204);
 
         const other = await newImage();
-        const long = await t.request({
-          method: 'PUT',
-          url: tagUrl(other.id, 'x'.repeat(256)),
-          headers: ALICE,
-        });
+        const long = await tagRequest('PUT', other.id, 'x'.repeat(256));
         assert.equal(long.statusCode, 400);
       });
 
       it('applies the modify policy and hides invisible images', async () => {
         const image = await newImage({ visibility: 'private' });
-        const reader = await t.request({
-          method: 'PUT',
-          url: tagUrl(image.id, 't'),
-          headers: ALICE_READER,
-        });
+        const reader = await tagRequest('PUT', image.id, 't', ALICE_READER);
         assert.equal(reader.statusCode, 403);
-        const stranger = await t.request({
-          method: 'PUT',
-          url: tagUrl(image.id, 't'),
-          headers: BOB,
-        });
+        const stranger = await tagRequest('PUT', image.id, 't', BOB);
         assert.equal(stranger.statusCode, 404);
       });
     });

@@ -23,13 +23,13 @@ import { json, startTestApp, type TestApp } from '../support/app.js';
 import { testDatabases } from '../support/databases.js';
 import { assertImportBookkeeping } from '../support/imports.js';
 import {
+  ADMIN_PASSWORD,
   getToken,
   keystoneAppOptions,
   keystoneProblem,
   type KeystoneToken,
 } from '../support/keystone.js';
 import {
-  ADMIN_PASSWORD,
   ensureAlphaLimits,
   ensureDefaultLimits,
   overLimitMessage,

@@ -25,6 +25,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { json, startTestApp, type TestApp } from '../support/app.js';
 import { testDatabases } from '../support/databases.js';
 import {
+  ADMIN_PASSWORD,
   getToken,
   keystoneProblem,
   keystoneServerEnv,
@@ -33,7 +34,6 @@ import {
   keystoneAppOptions,
 } from '../support/keystone.js';
 import {
-  ADMIN_PASSWORD,
   ALPHA_LIMITS as ALPHA,
   ensureAlphaLimits,
   ensureDefaultLimits,

@@ -6,14 +6,18 @@
  */
 import assert from 'node:assert/strict';
 
-import { KEYSTONE_URL, USER_PASSWORD, projectId } from './keystone.js';
+import {
+  ADMIN_PASSWORD,
+  KEYSTONE_URL,
+  USER_PASSWORD,
+  projectId,
+  requestToken,
+} from './keystone.js';
 
 export type Resource =
   'image_size_total' | 'image_stage_total' | 'image_count_total' | 'image_count_uploading';
 
 export type ResourceLimits = Readonly<Record<Resource, number>>;
-
-export const ADMIN_PASSWORD = process.env.GLIMPSE_TEST_KEYSTONE_ADMIN_PASSWORD ?? 'admin-secret';
 
 /**
  * The registered limits, which every project without its own gets: enough not to matter. A
@@ -54,15 +58,8 @@ async function systemAdminToken(): Promise<string> {
     identity: { methods: ['password'], password },
     scope: { system: { all: true } },
   };
-  const response = await fetch(`${KEYSTONE_URL}/auth/tokens`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
-    body: JSON.stringify({ auth }),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await response.text();
-  const value = response.headers.get('x-subject-token');
-  assert.ok(response.status === 201 && value, `no system token for admin: ${text}`);
+  const { status, token: value, text } = await requestToken(auth);
+  assert.ok(status === 201 && value, `no system token for admin: ${text}`);
   const expiresAt = Date.parse(
     (JSON.parse(text) as { token: { expires_at: string } }).token.expires_at,
   );

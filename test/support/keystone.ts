@@ -23,7 +23,7 @@ export const KEYSTONE_URL = (
 export const USER_PASSWORD = process.env.GLIMPSE_TEST_KEYSTONE_USER_PASSWORD ?? 'secret';
 
 /** Password of Keystone's bootstrap user admin (project admin). */
-const ADMIN_PASSWORD = process.env.GLIMPSE_TEST_KEYSTONE_ADMIN_PASSWORD ?? 'admin-secret';
+export const ADMIN_PASSWORD = process.env.GLIMPSE_TEST_KEYSTONE_ADMIN_PASSWORD ?? 'admin-secret';
 
 const DOMAIN = 'Default';
 const PROBE_TIMEOUT_MS = 3_000;
@@ -133,21 +133,14 @@ export async function getToken(
     },
     scope: { project: { name: project, domain: { name: DOMAIN } } },
   };
-  const response = await fetch(`${KEYSTONE_URL}/auth/tokens`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
-    body: JSON.stringify({ auth }),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await response.text();
-  if (response.status !== 201) {
+  const { status, token, text } = await requestToken(auth);
+  if (status !== 201) {
     throw new KeystoneError(
-      `Keystone refused ${user} a token on project ${project}: ${response.status} ${text}`,
-      response.status,
+      `Keystone refused ${user} a token on project ${project}: ${status} ${text}`,
+      status,
     );
   }
 
-  const token = response.headers.get('x-subject-token');
   const body = (JSON.parse(text) as TokenBody).token;
   const expiresAt = body?.expires_at;
   const projectId = body?.project?.id;
@@ -162,6 +155,25 @@ export async function getToken(
     projectId,
     userId,
   };
+}
+
+/** Keystone's answer to POST /auth/tokens: its status, the token it issued, its body. */
+export interface TokenAnswer {
+  readonly status: number;
+  readonly token: string | null;
+  readonly text: string;
+}
+
+/** Asks Keystone for a token with auth, the `auth` object of POST /auth/tokens. */
+export async function requestToken(auth: object): Promise<TokenAnswer> {
+  const response = await fetch(`${KEYSTONE_URL}/auth/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify({ auth }),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  const text = await response.text();
+  return { status: response.status, token: response.headers.get('x-subject-token'), text };
 }
 
 /** The glimpse service user, as Glimpse's keystone_* options would name it. */

@@ -30,6 +30,7 @@ import {
   QEMU_IMAGES,
   rewriteVmdkDescriptor,
 } from '../support/images.js';
+import { assertActiveWith } from '../support/imports.js';
 
 type Image = Record<string, unknown> & { id: string; status: string };
 type Headers = Record<string, string>;
@@ -45,7 +46,6 @@ const OCTETS: Headers = { 'content-type': 'application/octet-stream' };
 const RAW_BARE = { disk_format: 'raw', container_format: 'bare' };
 
 const md5 = (data: Buffer) => createHash('md5').update(data).digest('hex');
-const sha512 = (data: Buffer) => createHash('sha512').update(data).digest('hex');
 
 /** Splits `data` into pieces of `size` bytes (the last one shorter). */
 function pieces(data: Buffer, size: number): Buffer[] {
@@ -363,14 +363,6 @@ function assertFullDownload(response: Response, data: Buffer): void {
   assert.equal(response.headers['content-md5'], md5(data));
   assert.equal(response.headers['content-type'], 'application/octet-stream');
   assert.ok(response.body.equals(data), 'downloaded bytes differ from the uploaded ones');
-}
-
-function assertActiveWith(image: Image, data: Buffer): void {
-  assert.equal(image.status, 'active');
-  assert.equal(image.size, data.length);
-  assert.equal(image.checksum, md5(data));
-  assert.equal(image.os_hash_algo, 'sha512');
-  assert.equal(image.os_hash_value, sha512(data));
 }
 
 const text = (response: Response | Exchange) => response.body.toString('utf8');

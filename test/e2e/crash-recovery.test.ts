@@ -13,6 +13,7 @@ import { describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
 
 import { testDatabases } from '../support/databases.js';
+import { assertActiveWith } from '../support/imports.js';
 import {
   api,
   createImage,
@@ -75,12 +76,7 @@ for (const database of await testDatabases()) {
 
         const data = randomBytes(3 * 1024 * 1024);
         await uploadAll(second, id, data);
-        const active = await getImage(second, id);
-        assert.equal(active.status, 'active');
-        assert.equal(active.size, data.length);
-        assert.equal(active.checksum, digest('md5', data));
-        assert.equal(active.os_hash_algo, 'sha512');
-        assert.equal(active.os_hash_value, digest('sha512', data));
+        assertActiveWith(await getImage(second, id), data);
         assert.equal(digest('sha512', await download(second, id)), digest('sha512', data));
       },
     );

@@ -13,6 +13,7 @@ import { describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
 
 import { testDatabases } from '../support/databases.js';
+import { assertActiveWith, assertImportBookkeeping } from '../support/imports.js';
 import type { TestDatabase } from '../support/databases.js';
 import {
   api,
@@ -26,7 +27,7 @@ import {
   serverLog,
   waitFor,
 } from '../support/process-site.js';
-import type { ImageBody, Site } from '../support/process-site.js';
+import type { Site } from '../support/process-site.js';
 import { killServer } from '../support/server-process.js';
 import type { ServerProcess } from '../support/server-process.js';
 import { RouteServer } from '../support/web-server.js';
@@ -48,7 +49,6 @@ interface TaskRow {
   readonly result: Record<string, unknown> | null;
 }
 
-const md5 = (data: Buffer) => digest('md5', data);
 const sha512 = (data: Buffer) => digest('sha512', data);
 
 // ---------------------------------------------------------------------------------------------
@@ -168,20 +168,10 @@ async function leftovers(site: Site, id: string): Promise<string[]> {
   ];
 }
 
-function assertUnlocked(image: ImageBody): void {
-  assert.equal(image.os_glance_import_task, undefined, JSON.stringify(image));
-  assert.equal(image.os_glance_importing_to_stores, '');
-  assert.equal(image.os_glance_failed_import, '');
-}
-
 async function assertActive(server: ServerProcess, site: Site, id: string, data: Buffer) {
   const image = await getImage(server, id);
-  assert.equal(image.status, 'active', serverLog(server));
-  assert.equal(image.size, data.length);
-  assert.equal(image.checksum, md5(data));
-  assert.equal(image.os_hash_algo, 'sha512');
-  assert.equal(image.os_hash_value, sha512(data));
-  assertUnlocked(image);
+  assertActiveWith(image, data, serverLog(server));
+  assertImportBookkeeping(image);
   assert.equal(sha512(await download(server, id)), sha512(data));
   assert.deepEqual(await leftovers(site, id), []);
 }
@@ -191,7 +181,7 @@ async function assertQueuedAndEmpty(server: ServerProcess, site: Site, id: strin
   assert.equal(image.status, 'queued', serverLog(server));
   assert.equal(image.size, null);
   assert.equal(image.checksum, null);
-  assertUnlocked(image);
+  assertImportBookkeeping(image);
   assert.equal(await exists(join(site.dataDir, 'images', id)), false);
   assert.deepEqual(await leftovers(site, id), []);
 }

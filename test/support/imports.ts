@@ -4,6 +4,7 @@
  * Also direct access to the app's metadata database, for states the API cannot create.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Kysely } from 'kysely';
@@ -42,6 +43,17 @@ export async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** The image is active, its size and hashes those of data. */
+export function assertActiveWith(image: ImageView, data: Buffer, message?: string): void {
+  const hash = (algorithm: string, bytes: Buffer) =>
+    createHash(algorithm).update(bytes).digest('hex');
+  assert.equal(image.status, 'active', message);
+  assert.equal(image.size, data.length);
+  assert.equal(image.checksum, hash('md5', data));
+  assert.equal(image.os_hash_algo, 'sha512');
+  assert.equal(image.os_hash_value, hash('sha512', data));
 }
 
 /** The bookkeeping an import leaves on an image, whatever its outcome. */

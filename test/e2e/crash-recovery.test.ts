@@ -22,6 +22,7 @@ import {
   exists,
   getImage,
   partialFiles,
+  partialHoldsData,
   prepareSite,
   serverLog,
   waitFor,
@@ -256,10 +257,7 @@ async function waitForWrite(
       const ended = upload.outcome();
       if (ended !== null) throw new Error(`the upload ended early (${ended})`);
       if ((await getImage(server, id)).status !== status) return null;
-      const sizes = await Promise.all(
-        (await partialFiles(root, id)).map(async (name) => (await stat(name)).size),
-      );
-      return sizes.some((size) => size > 0) ? true : null;
+      return (await partialHoldsData(root, id)) ? true : null;
     },
     () => serverLog(server),
   );

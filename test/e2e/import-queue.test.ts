@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
@@ -23,6 +22,7 @@ import {
   exists,
   getImage,
   partialFiles,
+  partialHoldsData,
   prepareSite,
   serverLog,
   waitFor,
@@ -145,10 +145,7 @@ async function waitForDownload(
       if ((await getImage(server, id)).status !== 'importing') return null;
       const [task] = await tasksOf(server, id);
       if (task?.status !== 'processing') return null;
-      const sizes = await Promise.all(
-        (await partialFiles(join(site.dataDir, 'staging'), id)).map(async (p) => stat(p)),
-      );
-      return sizes.some((file) => file.size > 0) ? true : null;
+      return (await partialHoldsData(join(site.dataDir, 'staging'), id)) ? true : null;
     },
     () => serverLog(server),
   );

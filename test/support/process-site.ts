@@ -129,6 +129,12 @@ export async function partialFiles(root: string, id: string): Promise<string[]> 
   return names.filter((name) => name.startsWith(`${id}.`)).map((name) => join(dir, name));
 }
 
+/** Whether a partial file of image id in the store rooted at root holds data yet. */
+export async function partialHoldsData(root: string, id: string): Promise<boolean> {
+  const files = await Promise.all((await partialFiles(root, id)).map((path) => stat(path)));
+  return files.some((file) => file.size > 0);
+}
+
 export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);

@@ -13,30 +13,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import {
-  GLANCE_MISSING,
-  findOnPath,
-  glanceCommands,
-  glanceSkipReason,
-  pickShown,
-  showTable,
-  startServer,
-  stopServer,
-} from '../support/server-process.js';
-import type { ServerProcess } from '../support/server-process.js';
 import { digest } from '../support/process-site.js';
+import { glanceSuite, pickShown, showTable } from '../support/server-process.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const IMAGE_SIZE = 5 * 1024 * 1024;
 const DATA_FIELDS = ['status', 'size', 'checksum', 'os_hash_algo', 'os_hash_value'];
 
-const glancePath = await findOnPath('glance');
-const skip = glanceSkipReason(glancePath);
+const suite = await glanceSuite();
+const { glance, glanceOk } = suite;
 
-let server: ServerProcess | undefined;
-const { glance, glanceOk } = glanceCommands(glancePath, () => server);
-
-describe('glance image data commands against a running Glimpse', { skip }, () => {
+describe('glance image data commands against a running Glimpse', { skip: suite.skip }, () => {
   let workDir = '';
   let source = '';
   let md5 = '';
@@ -53,18 +40,17 @@ describe('glance image data commands against a running Glimpse', { skip }, () =>
   });
 
   before(async () => {
-    if (glancePath === null) throw new Error(`${GLANCE_MISSING}; CI requires it`);
     workDir = await mkdtemp(join(tmpdir(), 'glimpse-cli-data-'));
     const data = randomBytes(IMAGE_SIZE);
     source = join(workDir, 'source.raw');
     await writeFile(source, data);
     md5 = digest('md5', data);
     sha512 = digest('sha512', data);
-    server = await startServer();
+    await suite.startServer();
   });
 
   after(async () => {
-    if (server) await stopServer(server);
+    await suite.stopServer();
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
 

@@ -8,18 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import {
-  GLANCE_MISSING,
-  findOnPath,
-  glanceCommands,
-  glanceSkipReason,
-  pickShown,
-  showTable,
-  startServer,
-  stopServer,
-  tableRows,
-} from '../support/server-process.js';
-import type { ServerProcess } from '../support/server-process.js';
+import { glanceSuite, pickShown, showTable, tableRows } from '../support/server-process.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -36,24 +25,15 @@ const AS_CREATED: Readonly<Record<string, string>> = {
   checksum: 'None',
 };
 
-const glancePath = await findOnPath('glance');
-const skip = glanceSkipReason(glancePath);
+const suite = await glanceSuite();
+const { glance, glanceOk } = suite;
 
-let server: ServerProcess | undefined;
-const { glance, glanceOk } = glanceCommands(glancePath, () => server);
-
-describe('the glance CLI against a running Glimpse', { skip }, () => {
+describe('the glance CLI against a running Glimpse', { skip: suite.skip }, () => {
   let imageId = '';
   let otherId = '';
 
-  before(async () => {
-    if (glancePath === null) throw new Error(`${GLANCE_MISSING}; CI requires it`);
-    server = await startServer();
-  });
-
-  after(async () => {
-    if (server) await stopServer(server);
-  });
+  before(() => suite.startServer());
+  after(() => suite.stopServer());
 
   it('image-create prints a queued image with the given fields', async () => {
     const shown = showTable(

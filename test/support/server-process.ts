@@ -252,23 +252,23 @@ export function glanceSkipReason(glancePath: string | null): string | false {
   return glancePath === null && process.env.CI !== 'true' ? GLANCE_MISSING : false;
 }
 
-export interface GlanceCommands {
+/** A suite that runs glance against a server of its own. */
+export interface GlanceSuite {
+  /** The suite's skip option: why it cannot run here, or false. */
+  readonly skip: string | false;
+  /** Starts the server; fails when glance is missing (under CI, which needs it). */
+  startServer(): Promise<void>;
+  stopServer(): Promise<void>;
   /** Runs glance against the server (with standard input closed, see runGlance). */
   glance(...args: string[]): Promise<CommandResult>;
   /** stdout of a glance call that must succeed. */
   glanceOk(...args: string[]): Promise<string>;
 }
 
-/**
- * glance calls for a suite whose server current() returns: it starts in a before hook, so
- * the calls look it up when they run.
- */
-export function glanceCommands(
-  glancePath: string | null,
-  current: () => ServerProcess | undefined,
-): GlanceCommands {
+export async function glanceSuite(): Promise<GlanceSuite> {
+  const glancePath = await findOnPath('glance');
+  let server: ServerProcess | undefined;
   const glance = (...args: string[]): Promise<CommandResult> => {
-    const server = current();
     if (!server) throw new Error('the server is not running');
     return runGlance(glancePath ?? 'glance', server.url, args);
   };
@@ -278,11 +278,22 @@ export function glanceCommands(
       result.code,
       0,
       `glance ${args.join(' ')} exited with ${result.code}:\n${result.stderr}${result.stdout}` +
-        `\nglimpse output (tail):\n${current()?.output().slice(-4000) ?? ''}`,
+        `\nglimpse output (tail):\n${server?.output().slice(-4000) ?? ''}`,
     );
     return result.stdout;
   };
-  return { glance, glanceOk };
+  return {
+    skip: glanceSkipReason(glancePath),
+    async startServer() {
+      if (glancePath === null) throw new Error(`${GLANCE_MISSING}; CI requires it`);
+      server = await startServer();
+    },
+    async stopServer() {
+      if (server) await stopServer(server);
+    },
+    glance,
+    glanceOk,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ import {
   type CommandResult,
   type ServerProcess,
 } from '../support/server-process.js';
+import { expectStatus, sendAs } from '../support/token-requests.js';
 
 type Headers = Record<string, string>;
 type Image = Record<string, unknown> & { id: string; status: string };
@@ -110,21 +111,11 @@ function putData(
   size: number,
   target: 'file' | 'stage' = 'file',
 ): Promise<LightMyRequestResponse> {
-  return t.request({
-    method: 'PUT',
-    url: `/v2/images/${id}/${target}`,
-    headers: { ...headersOf(token), 'content-type': 'application/octet-stream' },
-    payload: Buffer.alloc(size, 7),
-  });
+  return sendAs(t, token, 'PUT', `/v2/images/${id}/${target}`, Buffer.alloc(size, 7));
 }
 
 async function imageStatus(t: TestApp, token: KeystoneToken, id: string): Promise<string> {
-  const response = await t.request({
-    method: 'GET',
-    url: `/v2/images/${id}`,
-    headers: headersOf(token),
-  });
-  assert.equal(response.statusCode, 200, response.body);
+  const response = await expectStatus(sendAs(t, token, 'GET', `/v2/images/${id}`), 200);
   return json<Image>(response).status;
 }
 
@@ -143,12 +134,7 @@ function assertOverLimit(
 }
 
 async function usageOf(t: TestApp, token: KeystoneToken) {
-  const response = await t.request({
-    method: 'GET',
-    url: '/v2/info/usage',
-    headers: headersOf(token),
-  });
-  assert.equal(response.statusCode, 200, response.body);
+  const response = await expectStatus(sendAs(t, token, 'GET', '/v2/info/usage'), 200);
   return json<{ usage: Record<string, { usage: number; limit: number }> }>(response).usage;
 }
 

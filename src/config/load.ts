@@ -1,6 +1,7 @@
 import { getHashes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
+import { SCHEMA_OPTIONS } from '../domain/schema-options.js';
 
 import { parseStorageQuota } from '../quota/storage.js';
 import { planStores } from '../stores/driver-options.js';
@@ -123,7 +124,7 @@ function jsonSchemaOf(spec: OptionSpec): Record<string, unknown> {
   return schema;
 }
 
-const validator = new Ajv({ allErrors: false }).compile({
+const validator = new Ajv(SCHEMA_OPTIONS).compile({
   type: 'object',
   additionalProperties: false,
   properties: Object.fromEntries(

@@ -3,6 +3,7 @@
  * applies changes to an image, with upstream Glance's rules, order of checks and messages.
  */
 import { Ajv, type ValidateFunction } from 'ajv';
+import { SCHEMA_OPTIONS } from './schema-options.js';
 
 import { ForbiddenError, InvalidInputError } from './errors.js';
 import { WRITABLE_CORE_FIELDS, type ImageRecord, type WritableCoreField } from './image.js';
@@ -50,7 +51,7 @@ export class ImageSchemaValidator {
   }
 
   check(document: Record<string, unknown>): void {
-    this.#validate ??= new Ajv({ strict: false, allErrors: false }).compile(
+    this.#validate ??= new Ajv({ ...SCHEMA_OPTIONS, strict: false }).compile(
       imageSchema(this.#formats),
     );
     if (this.#validate(document)) return;

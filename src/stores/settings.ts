@@ -6,6 +6,7 @@
  * This module loads no driver and no SDK, so a configuration can be checked without them.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { SCHEMA_OPTIONS } from '../domain/schema-options.js';
 
 /** One driver setting. */
 export interface StoreSettingSpec {
@@ -50,7 +51,7 @@ function compile(specs: StoreSettingSpecs): ValidateFunction {
   const required = Object.entries(specs)
     .filter(([, spec]) => spec.required === true)
     .map(([name]) => name);
-  return new Ajv({ allErrors: false }).compile({
+  return new Ajv(SCHEMA_OPTIONS).compile({
     type: 'object',
     additionalProperties: false,
     required,

@@ -1,10 +1,11 @@
 /** The metadata scenario group: each database in turn, scenarios then the deep page. */
 import { availableParallelism } from 'node:os';
 
+import { bareNodeCeiling } from './bare-node.js';
 import { emptyStartups, LABELS, median, STARTUP_SAMPLES, withServer } from './backend.js';
 import { benchDeepPage } from './deep-page.js';
 import { benchScenarios } from './metadata.js';
-import { metadataReport, type MetadataFigures } from './metadata-report.js';
+import { CEILING_CONNECTIONS, metadataReport, type MetadataFigures } from './metadata-report.js';
 import { postgresVersion } from './postgres.js';
 import type { BenchSettings, DatabaseKind, ScenarioGroup } from './report.js';
 
@@ -41,6 +42,9 @@ export const metadataGroup: ScenarioGroup = {
   name: 'metadata',
   async run(settings) {
     const figures: MetadataFigures = { scenarios: {}, deep: {}, skipped: [] };
+    settings.log('Ceiling: a bare Node.js HTTP server');
+    figures.ceiling = await bareNodeCeiling(CEILING_CONNECTIONS, settings.durationSeconds);
+    settings.log(`  ${Math.round(figures.ceiling.perSecond)} req/s`);
     for (const kind of settings.databases) {
       if (kind === 'postgres' && (await postgresVersion()) === null) {
         figures.skipped.push('PostgreSQL was not reachable on 127.0.0.1:5432; it was skipped.');

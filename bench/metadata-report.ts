@@ -21,11 +21,14 @@ export interface MetadataFigures {
   deep: Partial<Record<DatabaseKind, DeepPageFigures>>;
   /** Why a database was left out, e.g. PostgreSQL not reachable. */
   skipped: string[];
+  /** A bare Node.js HTTP server under the same client: what no Node service can exceed. */
+  ceiling?: LoadResult;
   /** The scenarios again on SQLite, served by this many API processes. */
   workers?: { count: number; runs: ScenarioRun[] };
 }
 
 const TARGET_CONNECTIONS = 32;
+export const CEILING_CONNECTIONS = TARGET_CONNECTIONS;
 const SQLITE_TARGETS: Array<{ key: ScenarioKey; name: string; perSecond: number }> = [
   { key: 'show', name: 'show', perSecond: 8_000 },
   { key: 'list', name: 'list(25)', perSecond: 3_000 },
@@ -164,6 +167,33 @@ function deepTable(figures: MetadataFigures): string {
   return table(headers, rows, new Set([1, 2, 3, 4, 5, 6, 7, 8, 9]));
 }
 
+function shareOf(result: LoadResult, ceiling: LoadResult): string {
+  return `${Math.round((result.perSecond / ceiling.perSecond) * 100)}%`;
+}
+
+function ceilingSection(ceiling: LoadResult): string {
+  return [
+    '### Ceiling: a bare Node.js HTTP server',
+    'A node:http server that answers every request with a small JSON body, under the same ' +
+      `client at concurrency ${ceiling.connections}, one process: no Node service answers ` +
+      'more on these cores. The targets were set on a machine where this figure was about ' +
+      '24,000 req/s.',
+    table(
+      ['req/s', 'p50 ms', 'p99 ms', 'non-2xx + errors', 'CPU % server / client / other'],
+      [
+        [
+          rate(ceiling),
+          millis(ceiling.p50Ms),
+          millis(ceiling.p99Ms),
+          formatNumber(ceiling.non2xx + ceiling.errors),
+          cpuCell(ceiling),
+        ],
+      ],
+      new Set([0, 1, 2, 3]),
+    ),
+  ].join('\n\n');
+}
+
 function workersSection(
   figures: MetadataFigures,
   workers: { count: number; runs: ScenarioRun[] },
@@ -180,15 +210,17 @@ function workersSection(
 
 /** The SQLite throughput targets, for one process and, when run, for one per core. */
 function sqliteTargets(figures: MetadataFigures): TargetCheck[] {
-  const single = sqliteTargetChecks('SQLite', figures.scenarios.sqlite);
+  const { ceiling } = figures;
+  const single = sqliteTargetChecks('SQLite', figures.scenarios.sqlite, ceiling);
   if (!figures.workers) return single;
   const label = `SQLite with ${figures.workers.count} workers`;
-  return [...single, ...sqliteTargetChecks(label, figures.workers)];
+  return [...single, ...sqliteTargetChecks(label, figures.workers, ceiling)];
 }
 
 function sqliteTargetChecks(
   label: string,
   figures: Pick<DatabaseFigures, 'runs'> | undefined,
+  ceiling: LoadResult | undefined,
 ): TargetCheck[] {
   return SQLITE_TARGETS.map(({ key, name, perSecond }) => {
     const target = `${label} ${name}, c=32: ≥ ${formatNumber(perSecond)} req/s, no errors`;
@@ -197,7 +229,9 @@ function sqliteTargetChecks(
     const failures = result.non2xx + result.errors;
     return {
       target,
-      measured: `${rate(result)} req/s, ${failures} non-2xx/errors`,
+      measured:
+        `${rate(result)} req/s, ${failures} non-2xx/errors` +
+        (ceiling ? ` (${shareOf(result, ceiling)} of a bare Node server)` : ''),
       met: result.perSecond >= perSecond && failures === 0,
     };
   });
@@ -285,6 +319,7 @@ function deepNotes(): string {
 export function metadataReport(figures: MetadataFigures): GroupReport {
   const sections = [NOTES.map((note) => `- ${note}`).join('\n')];
   for (const note of figures.skipped) sections.push(`> ${note}`);
+  if (figures.ceiling) sections.push(ceilingSection(figures.ceiling));
   sections.push(
     `### Start-up (spawn to first answer of GET /versions)\n\n${startupTable(figures)}`,
   );

@@ -58,8 +58,10 @@ export interface ImageRepository {
    * Writes the differences between `previous` (as read) and `next`. When the status changes,
    * the write only happens if the stored status is still `previous.status`; returns false when
    * that condition failed or the image is gone, so racing state changes have one winner.
+   * `write`, the data write the change starts, is recorded with it, atomically: a crash can
+   * not leave an image `saving` that no write record lets WriteRecovery find.
    */
-  save(previous: ImageRecord, next: ImageRecord): Promise<boolean>;
+  save(previous: ImageRecord, next: ImageRecord, write?: DataWrite): Promise<boolean>;
 
   /** Marks the image deleted (its id stays taken) and drops its tags and properties. */
   delete(id: string, status: Extract<ImageStatus, 'deleted' | 'pending_delete'>): Promise<void>;
@@ -92,6 +94,7 @@ export interface ImageRepository {
     next: ImageRecord,
     projectId: string,
     check: UsageCheck,
+    write?: DataWrite,
   ): Promise<boolean>;
 }
 

@@ -18,7 +18,7 @@
  * with the declared size, only refuse early what cannot fit.
  */
 import type { ImageRecord } from '../domain/image.js';
-import type { ImageRepository, UsageCheck } from '../db/repository.js';
+import type { DataWrite, ImageRepository, UsageCheck } from '../db/repository.js';
 import {
   enforceLimits,
   LIMIT_RESOURCES,
@@ -94,15 +94,20 @@ export class ProjectQuotas {
   /**
    * Moves an image from queued to saving or uploading, where it counts against
    * image_count_uploading; the count includes the image itself, as upstream checks it just
-   * after the change.
+   * after the change. `write` is recorded with the change.
    */
-  async claim(projectId: string | null, previous: ImageRecord, next: ImageRecord) {
+  async claim(
+    projectId: string | null,
+    previous: ImageRecord,
+    next: ImageRecord,
+    write: DataWrite,
+  ) {
     const itself = previous.owner === projectId ? 1 : 0;
     const check = await this.#limitCheck(projectId, { image_count_uploading: 0 });
-    if (check === null || projectId === null) return this.#repo.save(previous, next);
-    return this.#repo.saveChecked(previous, next, projectId, (usage) =>
-      check({ ...usage, uploading: usage.uploading + itself }),
-    );
+    if (check === null || projectId === null) return this.#repo.save(previous, next, write);
+    const counted: UsageCheck = (usage) =>
+      check({ ...usage, uploading: usage.uploading + itself });
+    return this.#repo.saveChecked(previous, next, projectId, counted, write);
   }
 
   /** Records data written to a store (`next` holds its real size), if it still fits. */

@@ -355,15 +355,16 @@ export class ImageDataService implements ImageDataRemover {
       );
     }
     const next = { ...image, ...transition(image, to), updated_at: now() };
-    if (!(await this.#quotas.claim(project, image, next))) {
+    const write = { imageId: image.id, kind, workerId: this.#settings.workerId };
+    const pending = await this.#writes.get(image.id);
+    if (!(await this.#quotas.claim(project, image, next, write))) {
       throw new ConflictError(`Image status transition from queued to ${to} is not allowed`);
     }
     // The image is ours now: a cleanup a store's outage left pending is done before the new
     // write adds data it must not touch (it is forgotten if the store is still down).
-    if ((await this.#writes.get(image.id))?.kind === 'cleanup') {
-      await this.#cleanup.clean(image.id, { image: next });
+    if (pending?.kind === 'cleanup' && !(await this.#cleanup.clean(image.id, { image: next }))) {
+      await this.#writes.begin(write);
     }
-    await this.#writes.begin({ imageId: image.id, kind, workerId: this.#settings.workerId });
     return next;
   }
 

@@ -3,12 +3,19 @@ import { sql, type CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import { ConflictError } from '../../domain/errors.js';
 import type { ImageLocation, ImageRecord, ImageStatus } from '../../domain/image.js';
 import { SORT_KEYS, type ImageListQuery, type SortKey } from '../../domain/list-query.js';
-import type { ImageRepository, ListScope, ProjectUsage, UsageCheck } from '../repository.js';
+import type {
+  DataWrite,
+  ImageRepository,
+  ListScope,
+  ProjectUsage,
+  UsageCheck,
+} from '../repository.js';
 import type { DatabaseDialect } from './dialects/dialect.js';
 import { CompiledQueryCache } from './compiled-query-cache.js';
 import { sortExpression, sortValue, whereListed } from './image-list.js';
 import { changedColumns, toColumns, toRecord, type ImageRow } from './image-rows.js';
 import type { Tables } from './tables.js';
+import { recordWrite } from './write-registry.js';
 
 type Executor = Kysely<Tables> | Transaction<Tables>;
 
@@ -204,11 +211,13 @@ export class SqlImageRepository implements ImageRepository {
     );
   }
 
-  async save(previous: ImageRecord, next: ImageRecord): Promise<boolean> {
+  async save(previous: ImageRecord, next: ImageRecord, write?: DataWrite): Promise<boolean> {
     // A change to the image row alone is one statement, atomic by itself: no transaction,
     // which on PostgreSQL saves two round trips.
-    if (onlyColumnsChanged(previous, next)) return updateImage(this.#db, previous, next);
-    return this.#db.transaction().execute((trx) => updateImage(trx, previous, next));
+    if (!write && onlyColumnsChanged(previous, next)) {
+      return updateImage(this.#db, previous, next);
+    }
+    return this.#db.transaction().execute((trx) => updateWriting(trx, previous, next, write));
   }
 
   async saveChecked(
@@ -216,10 +225,11 @@ export class SqlImageRepository implements ImageRepository {
     next: ImageRecord,
     projectId: string,
     check: UsageCheck,
+    write?: DataWrite,
   ): Promise<boolean> {
     return this.#underQuotaLock(projectId, async (trx) => {
       check(await usageOf(trx, projectId));
-      return updateImage(trx, previous, next);
+      return updateWriting(trx, previous, next, write);
     });
   }
 
@@ -375,6 +385,18 @@ function onlyColumnsChanged(previous: ImageRecord, next: ImageRecord): boolean {
 }
 
 /** The conditional update behind `save`; false when the image is gone or its status moved. */
+/** updateImage, and when it succeeds, the record of the data write it starts, if any. */
+async function updateWriting(
+  trx: Executor,
+  previous: ImageRecord,
+  next: ImageRecord,
+  write: DataWrite | undefined,
+): Promise<boolean> {
+  const saved = await updateImage(trx, previous, next);
+  if (saved && write) await recordWrite(trx, write);
+  return saved;
+}
+
 async function updateImage(db: Executor, previous: ImageRecord, next: ImageRecord) {
   let update = db
     .updateTable('images')

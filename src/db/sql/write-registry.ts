@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 
 import type { DataWrite, DataWriteRegistry, WorkerRecord } from '../repository.js';
 import type { Tables } from './tables.js';
@@ -41,17 +41,7 @@ export class SqlDataWriteRegistry implements DataWriteRegistry {
   }
 
   async begin(write: DataWrite): Promise<void> {
-    const row = {
-      image_id: write.imageId,
-      kind: write.kind,
-      worker_id: write.workerId,
-      started_at: new Date().toISOString(),
-    };
-    await this.#db
-      .insertInto('data_writes')
-      .values(row)
-      .onConflict((conflict) => conflict.column('image_id').doUpdateSet(row))
-      .execute();
+    await recordWrite(this.#db, write);
   }
 
   async end(imageId: string): Promise<void> {
@@ -75,4 +65,22 @@ export class SqlDataWriteRegistry implements DataWriteRegistry {
     const rows = await this.#db.selectFrom('data_writes').selectAll().execute();
     return rows.map(writeOf);
   }
+}
+
+/** Records the write, replacing the image's previous record (also inside a transaction). */
+export async function recordWrite(
+  db: Kysely<Tables> | Transaction<Tables>,
+  write: DataWrite,
+): Promise<void> {
+  const row = {
+    image_id: write.imageId,
+    kind: write.kind,
+    worker_id: write.workerId,
+    started_at: new Date().toISOString(),
+  };
+  await db
+    .insertInto('data_writes')
+    .values(row)
+    .onConflict((conflict) => conflict.column('image_id').doUpdateSet(row))
+    .execute();
 }

@@ -219,9 +219,9 @@ export class ImageService {
     });
     const next = this.#properties.mergePatch(context, image, seen, patched);
     this.#checkGrowth(image, next);
-    await this.#save(image, { ...next, updated_at: new Date().toISOString() });
+    const saved = await this.#save(image, { ...next, updated_at: new Date().toISOString() });
     for (const location of located.removed) await this.#data.removeCopy(image.id, location);
-    return this.#properties.readable(context, next);
+    return this.#properties.readable(context, saved);
   }
 
   /**

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import { asProject, createImage, json, startTestApp, type TestApp } from '../support/app.js';
 import { testDatabases } from '../support/databases.js';
@@ -37,6 +38,21 @@ for (const database of await testDatabases()) {
       });
 
     describe('PATCH', () => {
+      it('answers with the time of the change it saved', async () => {
+        const image = await newImage();
+        // Timestamps show whole seconds: the change must fall in a later second.
+        await sleep(1100);
+        const response = await patch(image.id, [{ op: 'replace', path: '/name', value: 'x' }]);
+        assert.equal(response.statusCode, 200, response.body);
+
+        const updated = json<Image>(response);
+        const shown = json<Image>(
+          await t.request({ method: 'GET', url: `/v2/images/${image.id}`, headers: ALICE }),
+        );
+        assert.notEqual(updated.updated_at, image.updated_at);
+        assert.equal(updated.updated_at, shown.updated_at);
+      });
+
       it('replaces core fields, adds and removes properties, and saves once', async () => {
         const image = await newImage({ os_distro: 'ubuntu' });
         const response = await patch(image.id, [

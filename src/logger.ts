@@ -1,11 +1,12 @@
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
 
 /**
  * One structured logger for the process. Credentials that may travel in headers are
- * redacted, so a debug dump of a request never leaks a token.
+ * redacted, so a debug dump of a request never leaks a token. Lines go to standard output
+ * unless a destination is given.
  */
-export function createLogger(level: string): Logger {
-  return pino({
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level,
     base: { service: 'glimpse' },
     redact: {
@@ -16,5 +17,6 @@ export function createLogger(level: string): Logger {
       ],
       censor: '[redacted]',
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

@@ -43,8 +43,23 @@ export function handleError(
     return sendError(request, reply, status, error.message);
   }
 
+  if (clientLeft(error, request)) {
+    // Nobody reads this answer; whatever the request had started has been undone.
+    request.log.info({ err: error }, 'the client closed the connection mid-request');
+    return sendError(request, reply, 400, 'The client closed the connection mid-request.');
+  }
+
   request.log.error({ err: error }, 'unexpected error; this is a bug, please report it');
   return sendError(request, reply, 500, DEFAULT_EXPLANATIONS[500] as string);
+}
+
+/**
+ * Whether the connection closed before the request body ended: the client hung up, or sent
+ * framing so broken that Node closed it. Node then fails the body's stream with ECONNRESET.
+ */
+function clientLeft(error: Error, request: FastifyRequest): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ECONNRESET' && !request.raw.complete && request.raw.destroyed;
 }
 
 const ROUTABLE_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);

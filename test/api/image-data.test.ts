@@ -799,6 +799,7 @@ for (const database of await testDatabases()) {
 
       it('undoes an upload whose client disconnects midway', async () => {
         const image = await s.create(RAW_BARE);
+        const errorsBefore = s.t.loggedErrors().length;
         const socket = net.connect(s.port, '127.0.0.1');
         socket.on('error', () => undefined);
         const received: Buffer[] = [];
@@ -822,6 +823,8 @@ for (const database of await testDatabases()) {
 
         await s.eventually(image.id, (shown) => shown.status === 'queued');
         await s.assertQueuedWithoutData(image.id);
+        // A client going away is no fault of the server's, so it is not logged as an error.
+        assert.deepEqual(s.t.loggedErrors().slice(errorsBefore), []);
 
         const data = randomBytes(MiB + 3);
         const retried = await s.upload(image.id, data);
@@ -870,6 +873,7 @@ for (const database of await testDatabases()) {
       for (const [what, send] of hostileBodies) {
         it(`answers ${what} with a 4xx or a closed connection`, async () => {
           const image = await s.create(RAW_BARE);
+          const errorsBefore = s.t.loggedErrors().length;
           const seen = await s.rawExchange((socket) => send(image.id, socket));
 
           assert.equal(seen.hung, false, `no answer and no close: ${seen.text}`);
@@ -878,6 +882,7 @@ for (const database of await testDatabases()) {
           }
           await s.eventually(image.id, (shown) => shown.status === 'queued');
           await s.assertQueuedWithoutData(image.id);
+          assert.deepEqual(s.t.loggedErrors().slice(errorsBefore), []);
         });
       }
     });

@@ -17,6 +17,8 @@ export interface TestApp {
   /** The metadata database URL the app was given: empty for SQLite in `dataDir`. */
   readonly databaseUrl: string;
   request(options: InjectOptions): Promise<LightMyRequestResponse>;
+  /** The error-level lines the app logged so far: an error logged is a bug or an outage. */
+  loggedErrors(): string[];
   close(): Promise<void>;
 }
 
@@ -35,13 +37,19 @@ export async function startTestApp(
     {},
     { data_dir: dataDir, database_url: db.url, log_level: 'silent', ...options },
   );
-  const app = await buildApplication(config, createLogger(config.log_level));
+  const errors: string[] = [];
+  const logger =
+    options.log_level === undefined
+      ? createLogger('error', { write: (line: string) => void errors.push(line) })
+      : createLogger(config.log_level);
+  const app = await buildApplication(config, logger);
 
   return {
     app,
     dataDir,
     databaseUrl: db.url,
     request: (request) => app.http.inject(request),
+    loggedErrors: () => [...errors],
     async close() {
       await app.close();
       await db.drop();

@@ -60,20 +60,32 @@ export async function openRepositories(settings: DatabaseSettings): Promise<Meta
 
 async function migrate(db: Kysely<Tables>, dialect: DatabaseDialect): Promise<void> {
   const migrations = migrationsFor(dialect);
-  if (await isUpToDate(db, Object.keys(migrations))) return;
+  if (await isUpToDate(db, dialect, Object.keys(migrations))) return;
 
   const provider: MigrationProvider = { getMigrations: async () => migrations };
   const { error } = await new Migrator({ db, provider }).migrateToLatest();
   if (error) throw error;
 }
 
+const MIGRATION_TABLE_EXISTS = sql<{ present: boolean }>`
+  select to_regclass('kysely_migration') is not null as present`;
+
 /**
- * Whether exactly these migrations have been applied: one query, where the migrator makes
+ * Whether exactly these migrations have been applied: a query or two, where the migrator makes
  * about ten (on PostgreSQL a tenth of the start-up). Anything else, a new database or one
- * migrated by a newer release, goes to the migrator, which creates or refuses.
+ * migrated by a newer release, goes to the migrator, which creates or refuses. PostgreSQL is
+ * asked first whether the table exists, since a failed select would be logged by the server.
  */
-async function isUpToDate(db: Kysely<Tables>, names: readonly string[]): Promise<boolean> {
+async function isUpToDate(
+  db: Kysely<Tables>,
+  dialect: DatabaseDialect,
+  names: readonly string[],
+): Promise<boolean> {
   try {
+    if (dialect.name === 'postgres') {
+      const { rows } = await MIGRATION_TABLE_EXISTS.execute(db);
+      if (!rows[0]?.present) return false;
+    }
     const { rows } = await sql<{ name: string }>`select name from kysely_migration`.execute(db);
     const applied = new Set(rows.map((row) => row.name));
     return applied.size === names.length && names.every((name) => applied.has(name));

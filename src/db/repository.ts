@@ -30,6 +30,19 @@ export interface ProjectUsage {
 /** A quota check: throws (QuotaExceededError) to refuse the write it guards. */
 export type UsageCheck = (usage: ProjectUsage) => void;
 
+/** What a page's marker check needs of the marker image. */
+export type MarkerFacts = Pick<ImageRecord, 'id' | 'owner' | 'visibility'>;
+
+export interface ListedPage {
+  readonly images: ImageRecord[];
+  /**
+   * The marker image, read by the page's own statement so that a page after a marker costs
+   * one round trip. Null without a marker, and when the page is empty: the statement then
+   * cannot tell a missing marker from the end of the list.
+   */
+  readonly marker: MarkerFacts | null;
+}
+
 export interface ImageRepository {
   /** Stores a new image. Throws ConflictError when the id was ever used, deleted or not. */
   create(image: ImageRecord): Promise<void>;
@@ -44,15 +57,16 @@ export interface ImageRepository {
   getColumns(id: string): Promise<ImageRecord | null>;
 
   /**
-   * One page of images in the scope, after `marker` (already checked to be visible). Listed
-   * images carry locations only when asked (most views do not show them).
+   * One page of images in the scope, after the image `markerId` (whose existence and
+   * visibility the caller checks with `marker` of the result). Listed images carry locations
+   * only when asked (most views do not show them).
    */
   list(
     query: ImageListQuery,
     scope: ListScope,
-    marker: ImageRecord | null,
+    markerId: string | null,
     options?: { readonly withLocations?: boolean },
-  ): Promise<ImageRecord[]>;
+  ): Promise<ListedPage>;
 
   /**
    * Writes the differences between `previous` (as read) and `next`. When the status changes,

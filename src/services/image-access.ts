@@ -7,7 +7,7 @@ import { NotFoundError } from '../domain/errors.js';
 import type { ImageRecord } from '../domain/image.js';
 import type { Policy, PolicyAction, PolicyTarget } from '../domain/policy.js';
 import { isImageVisible } from '../domain/visibility.js';
-import type { ImageRepository } from '../db/repository.js';
+import type { ImageRepository, MarkerFacts } from '../db/repository.js';
 
 /**
  * Stored ids are always UUIDs, so any other path id cannot exist and is not looked up (which
@@ -26,14 +26,19 @@ export class ImageAccess {
     readonly policy: Policy,
   ) {}
 
+  /** Whether an image could have this id (only such ids are passed to the database). */
+  mayExist(id: string): boolean {
+    return ID_SHAPE.test(id);
+  }
+
   /** The image if it exists, whether or not the caller may see it. */
   async load(id: string): Promise<ImageRecord | null> {
-    return ID_SHAPE.test(id) ? this.repo.get(id) : null;
+    return this.mayExist(id) ? this.repo.get(id) : null;
   }
 
   /** The image's own columns, without tags, properties and locations (see getColumns). */
   async loadColumns(id: string): Promise<ImageRecord | null> {
-    return ID_SHAPE.test(id) ? this.repo.getColumns(id) : null;
+    return this.mayExist(id) ? this.repo.getColumns(id) : null;
   }
 
   /**
@@ -73,7 +78,7 @@ export class ImageAccess {
     this.policy.enforce(action, context, target);
   }
 
-  async isMember(context: RequestContext, image: ImageRecord): Promise<boolean> {
+  async isMember(context: RequestContext, image: MarkerFacts): Promise<boolean> {
     if (context.projectId === null || image.visibility !== 'shared') return false;
     if (image.owner === context.projectId) return false;
     return this.repo.isMember(image.id, context.projectId);

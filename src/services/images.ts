@@ -23,7 +23,7 @@ import { applyPatch, type PatchChange } from '../domain/image-patch.js';
 import type { ImageListQuery } from '../domain/list-query.js';
 import type { Policy, PolicyTarget } from '../domain/policy.js';
 import { isImageVisible } from '../domain/visibility.js';
-import type { ImageRepository } from '../db/repository.js';
+import type { ImageRepository, MarkerFacts } from '../db/repository.js';
 import type { ProjectQuotas } from '../quota/project-quotas.js';
 import type { ImageAccess } from './image-access.js';
 import type { PropertyGuard } from './property-guard.js';
@@ -157,14 +157,18 @@ export class ImageService {
   async list(context: RequestContext, query: ImageListQuery): Promise<ImageListPage> {
     this.#policy.enforce('get_images', context, { owner: context.projectId });
 
-    const marker = query.marker === null ? null : await this.#marker(context, query.marker);
+    if (query.marker !== null && !this.#access.mayExist(query.marker)) {
+      throw invalidMarker(query.marker);
+    }
     const scope = { isAdmin: context.isAdmin, projectId: context.projectId };
-    const rows = await this.#repo.list(query, scope, marker, {
+    const page = await this.#repo.list(query, scope, query.marker, {
       withLocations: this.#settings.listWithLocations,
     });
+    if (query.marker !== null) await this.#checkMarker(context, query.marker, page.marker);
 
     // Like upstream, `next` depends on the rows the database returned, not on what survives
     // the per-image policy check.
+    const rows = page.images;
     const last = rows.at(-1);
     const nextMarker = rows.length === query.limit && last ? last.id : null;
     // Listed images are visible by construction: a shared image of another project is only
@@ -179,20 +183,19 @@ export class ImageService {
   }
 
   /**
-   * The marker's sort keys and visibility are all a page needs of it. On PostgreSQL this
-   * lookup is a round trip of its own, which leaves a deep page about 15% slower than the
-   * first one under load; reading the marker through scalar subqueries of the page query
-   * (checking its visibility only when the page comes back) would remove it.
+   * Refuses a marker that does not exist (400) or that the caller may not see (403), as
+   * upstream does before it lists. The page was read first, along with the marker: nothing of
+   * it is shown unless the marker passes, and its rows are the caller's to see anyway. Only an
+   * empty page leaves the marker unknown, and costs a lookup of its own.
    */
-  async #marker(context: RequestContext, id: string): Promise<ImageRecord> {
-    const image = await this.#access.loadColumns(id);
-    if (!image) throw new InvalidInputError(`Invalid marker. Image ${id} could not be found.`);
+  async #checkMarker(context: RequestContext, id: string, read: MarkerFacts | null) {
+    const marker = read ?? (await this.#access.loadColumns(id));
+    if (!marker) throw invalidMarker(id);
 
-    const member = await this.#access.isMember(context, image);
-    if (!isImageVisible(context, image, member)) {
+    const member = await this.#access.isMember(context, marker);
+    if (!isImageVisible(context, marker, member)) {
       throw new ForbiddenError(`Forbidden to access image ${id}`);
     }
-    return image;
   }
 
   async update(
@@ -311,6 +314,10 @@ export class ImageService {
     }
     return next;
   }
+}
+
+function invalidMarker(id: string): InvalidInputError {
+  return new InvalidInputError(`Invalid marker. Image ${id} could not be found.`);
 }
 
 /** Properties under the reserved os_glance prefix are bookkeeping and do not count. */

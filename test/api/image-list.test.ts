@@ -349,9 +349,14 @@ for (const database of await testDatabases()) {
       });
 
       it('accepts as marker any image the caller may see, listed or not', async () => {
+        // In both directions: the marker is checked whether or not any image follows it.
         const markerStatus = async (name: string, headers: Headers) => {
           const id = ids.get(name) ?? assert.fail(`no image named ${name}`);
-          return (await harness().get(`marker=${id}`, headers)).statusCode;
+          const [down, up] = await Promise.all(
+            ['desc', 'asc'].map((dir) => harness().get(`marker=${id}&sort_dir=${dir}`, headers)),
+          );
+          assert.equal(down?.statusCode, up?.statusCode, `${name} in both directions`);
+          return down?.statusCode;
         };
         for (const name of ['a-private', 'a-hidden', 'b-public', 'b-community']) {
           assert.equal(await markerStatus(name, ALICE), 200, name);
@@ -877,9 +882,22 @@ for (const database of await testDatabases()) {
 
       it('refuses a marker the caller cannot see with 403', async () => {
         const bobImage = bobRows[0]?.id ?? assert.fail('no bob image');
-        const response = await harness().get(`marker=${bobImage}`);
-        assert.equal(response.statusCode, 403, response.body);
-        assert.match(response.body, new RegExp(`Forbidden to access image ${bobImage}`));
+        for (const query of ['', '&sort_dir=asc', '&sort=name:asc,size:desc']) {
+          const response = await harness().get(`marker=${bobImage}${query}`);
+          assert.equal(response.statusCode, 403, response.body);
+          assert.match(response.body, new RegExp(`Forbidden to access image ${bobImage}`));
+        }
+      });
+
+      it('answers a marker with no image after it with an empty page', async () => {
+        const order = expectedOrder(rows, [
+          ['created_at', 'desc'],
+          ['id', 'desc'],
+        ]);
+        const last = order.at(-1) ?? assert.fail('short fixture');
+        const page = await harness().list(`marker=${last}`);
+        assert.deepEqual(page.images, []);
+        assert.equal(page.next, undefined);
       });
 
       it('answers limit=0 with an empty page without next', async () => {

@@ -7,7 +7,6 @@
  */
 import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
 
-import type { ImageRecord } from '../../domain/image.js';
 import type { ColumnFilter, ImageListQuery, SortKey } from '../../domain/list-query.js';
 import type { ListScope } from '../repository.js';
 import type { Tables } from './tables.js';
@@ -31,25 +30,32 @@ const OPERATORS = {
   lte: '<=',
 } as const;
 
-/** The expression a sort key orders by. */
-export function sortExpression(key: SortKey): Expression<unknown> {
-  if (NULLABLE_TEXT_SORT.has(key)) return sql`coalesce(${sql.ref(`images.${key}`)}, '')`;
-  if (key === 'size') return sql`coalesce(images.size, 0)`;
-  return sql.ref(`images.${key}`);
+/** The expression a sort key orders by, on the images table or one of its aliases. */
+export function sortExpression(key: SortKey, table = 'images'): Expression<unknown> {
+  const column = sql.ref(`${table}.${key}`);
+  if (NULLABLE_TEXT_SORT.has(key)) return sql`coalesce(${column}, '')`;
+  if (key === 'size') return sql`coalesce(${column}, 0)`;
+  return column;
 }
 
-/** The marker's value for a sort key, NULL given the value its column is ordered by. */
-export function sortValue(key: SortKey, marker: ImageRecord): string | number {
-  const value = marker[key];
-  if (value === null) return key === 'size' ? 0 : '';
-  return value;
+/**
+ * A scalar subquery reading `expressions` off the live marker image: both engines run it
+ * once per statement and compare the index against its result, so a page after a marker is
+ * one statement. A missing marker reads as NULL, which no row compares beyond.
+ */
+export function fromMarker(
+  markerId: string,
+  expressions: readonly Expression<unknown>[],
+): Expression<unknown> {
+  return sql`(select ${sql.join(expressions)} from images as m
+    where m.id = ${markerId} and m.deleted = ${sql.lit(0)})`;
 }
 
 export function whereListed(
   eb: Builder,
   query: ImageListQuery,
   scope: ListScope,
-  marker: ImageRecord | null,
+  markerId: string | null,
 ): Condition {
   // Constants are literals, not parameters: PostgreSQL then plans a named statement with
   // them known (a generic plan cannot see that deleted = 0 matches nearly every row).
@@ -60,7 +66,7 @@ export function whereListed(
     inScope(eb, query, scope),
     ...filterConditions(eb, query),
   ];
-  if (marker) conditions.push(afterMarker(eb, query, marker));
+  if (markerId !== null) conditions.push(afterMarker(eb, query, markerId));
   return eb.and(conditions);
 }
 
@@ -152,25 +158,29 @@ function columnCondition(eb: Builder, filter: ColumnFilter): Condition {
 }
 
 /** Rows strictly after the marker in the requested order (a lexicographic tuple compare). */
-function afterMarker(eb: Builder, query: ImageListQuery, marker: ImageRecord): Condition {
+function afterMarker(eb: Builder, query: ImageListQuery, markerId: string): Condition {
+  const markerValue = (key: SortKey) => fromMarker(markerId, [sortExpression(key, 'm')]);
   const [first] = query.sort;
   if (first && query.sort.every(({ dir }) => dir === first.dir)) {
     // One direction: a row-value comparison, which both engines turn into an index range
     // scan, so a page deep in the list costs what the first page costs.
     const columns = sql.join(query.sort.map(({ key }) => sortExpression(key)));
-    const values = sql.join(query.sort.map(({ key }) => sortValue(key, marker)));
+    const values = fromMarker(
+      markerId,
+      query.sort.map(({ key }) => sortExpression(key, 'm')),
+    );
     const beyond = first.dir === 'asc' ? sql`>` : sql`<`;
-    return sql<SqlBool>`(${columns}) ${beyond} (${values})`;
+    return sql<SqlBool>`(${columns}) ${beyond} ${values}`;
   }
 
   const alternatives = query.sort.map((current, index) => {
     const ties = query.sort
       .slice(0, index)
-      .map((earlier) => eb(sortExpression(earlier.key), '=', sortValue(earlier.key, marker)));
+      .map((earlier) => eb(sortExpression(earlier.key), '=', markerValue(earlier.key)));
     const beyond = eb(
       sortExpression(current.key),
       current.dir === 'asc' ? '>' : '<',
-      sortValue(current.key, marker),
+      markerValue(current.key),
     );
     return eb.and([...ties, beyond]);
   });

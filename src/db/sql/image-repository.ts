@@ -2,17 +2,18 @@ import { sql, type CompiledQuery, type Kysely, type Transaction } from 'kysely';
 
 import { ConflictError } from '../../domain/errors.js';
 import type { ImageLocation, ImageRecord, ImageStatus } from '../../domain/image.js';
-import { SORT_KEYS, type ImageListQuery, type SortKey } from '../../domain/list-query.js';
+import type { ImageListQuery } from '../../domain/list-query.js';
 import type {
   DataWrite,
   ImageRepository,
+  ListedPage,
   ListScope,
   ProjectUsage,
   UsageCheck,
 } from '../repository.js';
 import type { DatabaseDialect } from './dialects/dialect.js';
 import { CompiledQueryCache } from './compiled-query-cache.js';
-import { sortExpression, sortValue, whereListed } from './image-list.js';
+import { fromMarker, sortExpression, whereListed } from './image-list.js';
 import { changedColumns, toColumns, toRecord, type ImageRow } from './image-rows.js';
 import type { Tables } from './tables.js';
 import { recordWrite } from './write-registry.js';
@@ -25,21 +26,14 @@ const ID_PARAMETER = '\u0000image id\u0000';
 const LIST_QUERY_CACHE_SIZE = 256;
 
 /**
- * A marker whose sort values are unique objects; the compiled query's parameters hold those
- * objects where the real marker's values go. Objects, not strings, so that no value a client
- * sends can be mistaken for one.
+ * Stands for the marker id in a list query compiled once. An object, not a string, so that no
+ * value a client sends can be mistaken for it.
  */
-const MARKER_PLACEHOLDERS = Object.fromEntries(
-  SORT_KEYS.map((key) => [key, { placeholderFor: key }]),
-) as unknown as ImageRecord;
-const PLACEHOLDER_KEYS = new Map<unknown, SortKey>(
-  SORT_KEYS.map((key) => [MARKER_PLACEHOLDERS[key], key]),
-);
+const MARKER_ID = { placeholderFor: 'marker id' } as unknown as string;
 
-function markerValue(parameter: unknown, marker: ImageRecord): unknown {
-  const key = PLACEHOLDER_KEYS.get(parameter);
-  return key === undefined ? parameter : sortValue(key, marker);
-}
+/** A listed row: the image, its details, and the marker's columns read along with it. */
+type ListRow = ImageRow &
+  DetailRows & { marker_owner: string | null; marker_visibility: string | null };
 
 export class SqlImageRepository implements ImageRepository {
   readonly #db: Kysely<Tables>;
@@ -54,7 +48,7 @@ export class SqlImageRepository implements ImageRepository {
    * Compiled list queries by everything that shapes their SQL. Building and compiling a list
    * query costs a tenth of serving a page; the same listings are asked for again and again.
    */
-  readonly #listQueries = new CompiledQueryCache<ImageRow & DetailRows>(LIST_QUERY_CACHE_SIZE);
+  readonly #listQueries = new CompiledQueryCache<ListRow>(LIST_QUERY_CACHE_SIZE);
 
   constructor(db: Kysely<Tables>, dialect: DatabaseDialect) {
     this.#db = db;
@@ -127,43 +121,57 @@ export class SqlImageRepository implements ImageRepository {
   async list(
     query: ImageListQuery,
     scope: ListScope,
-    marker: ImageRecord | null,
+    markerId: string | null,
     options: { readonly withLocations?: boolean } = {},
-  ): Promise<ImageRecord[]> {
-    if (query.limit === 0) return [];
+  ): Promise<ListedPage> {
+    if (query.limit === 0) return { images: [], marker: null };
 
     const withLocations = options.withLocations ?? false;
     const shape = JSON.stringify([
       { ...query, marker: null },
       scope,
-      marker !== null,
+      markerId !== null,
       withLocations,
     ]);
     const compiled = this.#listQueries.get(shape, () =>
-      this.#compileList(query, scope, marker && MARKER_PLACEHOLDERS, withLocations),
+      this.#compileList(query, scope, markerId !== null, withLocations),
     );
-    const parameters = marker
-      ? compiled.parameters.map((value) => markerValue(value, marker))
-      : compiled.parameters;
+    const parameters =
+      markerId === null
+        ? compiled.parameters
+        : compiled.parameters.map((value) => (value === MARKER_ID ? markerId : value));
 
     const page: typeof compiled = { ...compiled, parameters };
     const { rows } = await this.#db.executeQuery(page);
-    return rows.map(withDetails);
+    const [first] = rows;
+    const marker =
+      markerId !== null && first
+        ? {
+            id: markerId,
+            owner: first.marker_owner,
+            visibility: first.marker_visibility as ImageRecord['visibility'],
+          }
+        : null;
+    return { images: rows.map(withDetails), marker };
   }
 
   /**
-   * The query of a page. A marker's sort values are stood for by placeholders, so one compiled
-   * query serves every page of a listing.
+   * The query of a page. The marker's id is stood for by a placeholder, so one compiled query
+   * serves every page of a listing; its owner and visibility come with every row.
    */
   #compileList(
     query: ImageListQuery,
     scope: ListScope,
-    marker: ImageRecord | null,
+    afterMarker: boolean,
     withLocations: boolean,
-  ): CompiledQuery<ImageRow & DetailRows> {
-    let select = this.#selectWithDetails(withLocations).where((eb) =>
-      whereListed(eb, query, scope, marker),
-    );
+  ): CompiledQuery<ListRow> {
+    const markerId = afterMarker ? MARKER_ID : null;
+    let select = this.#selectWithDetails(withLocations)
+      .select(() => [
+        markerColumn(markerId, 'owner').as('marker_owner'),
+        markerColumn(markerId, 'visibility').as('marker_visibility'),
+      ])
+      .where((eb) => whereListed(eb, query, scope, markerId));
     for (const { key, dir } of query.sort) select = select.orderBy(sortExpression(key), dir);
 
     // A literal limit lets PostgreSQL plan a named statement for a page, not for any size.
@@ -519,4 +527,10 @@ function withDetails(row: ImageRow & DetailRows): ImageRecord {
     properties,
     locations,
   });
+}
+
+/** A column of the marker image, or NULL without a marker. */
+function markerColumn(markerId: string | null, column: 'owner' | 'visibility') {
+  if (markerId === null) return sql<string | null>`null`;
+  return sql<string | null>`${fromMarker(markerId, [sql.ref(`m.${column}`)])}`;
 }

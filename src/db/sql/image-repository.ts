@@ -392,7 +392,6 @@ function onlyColumnsChanged(previous: ImageRecord, next: ImageRecord): boolean {
   return sameTags && sameProperties && sameLocations;
 }
 
-/** The conditional update behind `save`; false when the image is gone or its status moved. */
 /** updateImage, and when it succeeds, the record of the data write it starts, if any. */
 async function updateWriting(
   trx: Executor,
@@ -405,6 +404,7 @@ async function updateWriting(
   return saved;
 }
 
+/** The conditional update behind `save`; false when the image is gone or its status moved. */
 async function updateImage(db: Executor, previous: ImageRecord, next: ImageRecord) {
   let update = db
     .updateTable('images')
